@@ -1,0 +1,1 @@
+namespace oscar::calib {}

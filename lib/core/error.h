@@ -1,0 +1,29 @@
+// Errors shared by every area, and the exit codes the apps map them to.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace oscar {
+
+/// Process exit codes, the same for every tool.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitBadInput = 1,  ///< a file or its content is wrong (named in the message)
+  kExitUsage = 2,     ///< the command line is wrong
+};
+
+/// Bad input data: a malformed, truncated or inconsistent file. The message is one line and names the
+/// file (or layer/chunk) and the problem; apps print it and exit with kExitBadInput.
+class InputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A valid request the tool cannot honour (e.g. a missing pass in a merged state).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace oscar

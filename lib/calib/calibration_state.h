@@ -1,0 +1,49 @@
+// Everything accumulated so far: the statistics of every (layer, KV head) a run has touched.
+//
+// One state is the result of a whole run, of a shard (a token range, a layer range, or the heads of a
+// tensor-parallel rank), or a checkpoint of an unfinished run. States of disjoint shards merge into
+// the state of the single run. Saved and loaded by state_file.h.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "calib/head_statistics.h"
+#include "calib/method.h"
+
+namespace oscar::calib {
+
+/// Global (layer id, KV head index).
+using HeadKey = std::pair<int, int>;
+
+struct ModelGeometry {
+  int num_q_heads = 0;   ///< Hq of the whole model (all tensor-parallel ranks)
+  int num_kv_heads = 0;  ///< Hkv of the whole model
+  int head_dim = 0;
+  int group_size() const { return num_kv_heads ? num_q_heads / num_kv_heads : 0; }
+  bool operator==(const ModelGeometry& o) const {
+    return num_q_heads == o.num_q_heads && num_kv_heads == o.num_kv_heads && head_dim == o.head_dim;
+  }
+};
+
+struct CalibrationState {
+  ModelGeometry geometry;
+  StatisticsMask mask;
+  std::string source;  ///< what was read (dump path), for the record
+  std::map<HeadKey, HeadStatistics> heads;
+
+  /// The statistics of (layer, kv_head), created as zeros when absent.
+  HeadStatistics& head(int layer_id, int kv_head);
+  /// Ascending layer ids present.
+  std::vector<int> layer_ids() const;
+  /// Throws UsageError unless every KV head of the layer is present.
+  void require_complete_layer(int layer_id) const;
+};
+
+/// Sum of shard states. Geometry and mask must agree; a (layer, head) in several states must have
+/// disjoint chunk sets. Throws InputError naming `names[i]` of the offending state.
+CalibrationState merge_states(const std::vector<CalibrationState>& states, const std::vector<std::string>& names);
+
+}  // namespace oscar::calib

@@ -1,0 +1,137 @@
+#include "calib/chunk_accumulation.h"
+
+#include <cmath>
+
+namespace oscar::calib {
+
+namespace {
+
+/// Tokens widened per block: 256 tokens × g query heads × d doubles is about 1 MB for Qwen3-8B, which
+/// keeps the rank-k update efficient and the working set in cache.
+constexpr std::int64_t kTokensPerBlock = 256;
+
+bool all_finite(const double* values, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(values[i])) return false;
+  }
+  return true;
+}
+
+/// [T, H, d] geometry of a chunk tensor.
+struct RowLayout {
+  std::int64_t tokens, heads, head_dim;
+  explicit RowLayout(const HostTensor& tensor)
+      : tokens(tensor.shape.at(0)), heads(tensor.shape.at(1)), head_dim(tensor.shape.at(2)) {}
+  /// Flat offset of (token, head, 0).
+  std::int64_t offset(std::int64_t token, std::int64_t head) const { return (token * heads + head) * head_dim; }
+};
+
+/// Copies `heads` consecutive heads of one token into column `column` onwards of `block` (d rows, one
+/// column per head vector). Returns false when a value is not finite.
+bool widen_token(const HostTensor& tensor, const RowLayout& layout, std::int64_t token, std::int64_t first_head,
+                 std::int64_t heads, Matrix& block, std::int64_t column) {
+  double* destination = block.data() + column * layout.head_dim;
+  const std::int64_t count = heads * layout.head_dim;
+  tensor.copy_to_double(layout.offset(token, first_head), count, destination);
+  return all_finite(destination, count);
+}
+
+[[noreturn]] void throw_nonfinite(const ChunkTensors& chunk, const char* projection, std::int64_t token, int kv_head) {
+  throw NonfiniteError("layer " + std::to_string(chunk.layer_id) + " chunk " + std::to_string(chunk.chunk_id) +
+                       ": non-finite value in " + projection + " (token " + std::to_string(token) + ", kv head " +
+                       std::to_string(kv_head) + "); use --skip-nonfinite to drop such tokens");
+}
+
+void add_lower(Matrix& sum, const Matrix& block, std::int64_t columns) {
+  if (columns > 0) sum.selfadjointView<Eigen::Lower>().rankUpdate(block.leftCols(columns));
+}
+
+void accumulate_queries(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, int group_size,
+                        NonfinitePolicy policy) {
+  const RowLayout layout(*chunk.query);
+  Matrix block(layout.head_dim, kTokensPerBlock * group_size);
+  for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
+    const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
+    std::int64_t columns = 0;
+    for (std::int64_t token = first; token < last; ++token) {
+      if (widen_token(*chunk.query, layout, token, std::int64_t(kv_head) * group_size, group_size, block, columns)) {
+        columns += group_size;
+        ++head.query_tokens;
+      } else if (policy == NonfinitePolicy::kSkip) {
+        head.skipped_query_tokens.insert({chunk.chunk_id, token});
+        ++head.skipped_tokens;
+      } else {
+        throw_nonfinite(chunk, "q", token, kv_head);
+      }
+    }
+    add_lower(head.query_outer_sum, block, columns);
+  }
+}
+
+void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy) {
+  const RowLayout layout(*chunk.key);
+  Matrix keys(layout.head_dim, kTokensPerBlock);
+  Matrix values(layout.head_dim, kTokensPerBlock);
+  for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
+    const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
+    std::int64_t columns = 0;
+    for (std::int64_t token = first; token < last; ++token) {
+      const bool key_ok = widen_token(*chunk.key, layout, token, kv_head, 1, keys, columns);
+      const bool value_ok = widen_token(*chunk.value, layout, token, kv_head, 1, values, columns);
+      if (key_ok && value_ok) {
+        ++columns;
+      } else if (policy == NonfinitePolicy::kSkip) {
+        ++head.skipped_tokens;
+      } else {
+        throw_nonfinite(chunk, key_ok ? "v" : "k", token, kv_head);
+      }
+    }
+    add_lower(head.key_outer_sum, keys, columns);
+    add_lower(head.value_outer_sum, values, columns);
+    head.key_value_tokens += columns;
+  }
+}
+
+}  // namespace
+
+void accumulate_first_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, int group_size,
+                           const StatisticsMask& mask, NonfinitePolicy policy) {
+  if (mask.query) accumulate_queries(head, chunk, kv_head, group_size, policy);
+  if (mask.key_value) accumulate_keys_values(head, chunk, kv_head, policy);
+  head.first_pass_chunks.insert(chunk.chunk_id);
+}
+
+void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy) {
+  const RowLayout layout(*chunk.key);
+  const Matrix& weighting = head.weighting_query_covariance;
+  Matrix keys(layout.head_dim, kTokensPerBlock);
+  Matrix values(layout.head_dim, kTokensPerBlock);
+  for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
+    const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
+    std::int64_t columns = 0;
+    for (std::int64_t token = first; token < last; ++token) {
+      if (head.skipped_query_tokens.count({chunk.chunk_id, token})) continue;  // already counted as skipped
+      const bool key_ok = widen_token(*chunk.key, layout, token, kv_head, 1, keys, columns);
+      const bool value_ok = widen_token(*chunk.value, layout, token, kv_head, 1, values, columns);
+      if (key_ok && value_ok) {
+        ++columns;
+      } else if (policy == NonfinitePolicy::kSkip) {
+        ++head.skipped_tokens;
+      } else {
+        throw_nonfinite(chunk, key_ok ? "v" : "k", token, kv_head);
+      }
+    }
+    if (columns == 0) continue;
+    const auto used_keys = keys.leftCols(columns);
+    const auto used_values = values.leftCols(columns);
+    // u_t = k_tᵀ·C̄_Q·k_t for every column at once.
+    const Eigen::RowVectorXd weights = used_keys.cwiseProduct(weighting * used_keys).colwise().sum();
+    head.weighted_value_outer_sum.triangularView<Eigen::Lower>() +=
+        (used_values * weights.asDiagonal()) * used_values.transpose();
+    head.weight_sum += weights.sum();
+    head.weighted_tokens += columns;
+  }
+  head.second_pass_chunks.insert(chunk.chunk_id);
+}
+
+}  // namespace oscar::calib

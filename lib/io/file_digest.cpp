@@ -1,0 +1,56 @@
+#include "io/file_digest.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "core/error.h"
+
+namespace oscar::io {
+
+namespace fs = std::filesystem;
+
+std::string sha256_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw InputError(path + ": cannot open for hashing");
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr);
+  std::vector<char> buffer(1 << 20);
+  while (file) {
+    file.read(buffer.data(), std::streamsize(buffer.size()));
+    EVP_DigestUpdate(context.get(), buffer.data(), std::size_t(file.gcount()));
+  }
+  if (file.bad()) throw InputError(path + ": read error while hashing");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(context.get(), digest, &length);
+  static const char* hex = "0123456789abcdef";
+  std::string text;
+  for (unsigned int i = 0; i < length; ++i) {
+    text += hex[digest[i] >> 4];
+    text += hex[digest[i] & 15];
+  }
+  return text;
+}
+
+std::vector<FileDigest> digest_inputs(const std::string& path) {
+  std::vector<FileDigest> digests;
+  if (fs::is_directory(path)) {
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::recursive_directory_iterator(path)) {
+      if (entry.is_regular_file()) files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+      digests.push_back({fs::relative(file, path).generic_string(), fs::file_size(file), sha256_file(file.string())});
+    }
+  } else {
+    digests.push_back({path, fs::file_size(path), sha256_file(path)});
+  }
+  return digests;
+}
+
+}  // namespace oscar::io

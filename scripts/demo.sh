@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job on bundled data: installs, builds, writes a synthetic SGLang-layout Q/K/V dump with Python
+# (Qwen3-like geometry, small), calibrates OSCAR rotations from it, and checks the result from PyTorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "== synthetic dump (4 layers, Hq 16, Hkv 4, d 128, bf16) in $work/dump"
+/usr/bin/python3 tests/python/make_synthetic_dump.py "$work/dump" --layers 4 --q-heads 16 --kv-heads 4 \
+  --head-dim 128 --chunks 4 --tokens-per-chunk 500 --dtype bfloat16
+echo "== oscar-calibrate (qqt_sst, r_h_pbr)"
+build/apps/oscar-calibrate --from-dump "$work/dump" --out "$work/rotations" --method qqt_sst --composition r_h_pbr
+ls -l "$work/rotations"
+echo "== PyTorch reads the rotations (weights_only=True) and checks them against its own covariances"
+/usr/bin/python3 tests/python/check_rotations.py --dump "$work/dump" --out "$work/rotations" \
+  --method qqt_sst --composition r_h_pbr
+echo "== the real RotationZoo files load too"
+/usr/bin/python3 - <<'PY'
+import torch
+for name in ("k_rotation_qqt_r_h_pbr", "v_rotation_sst_r_h_pbr"):
+    z = torch.load(f"../shared/data/rotationzoo/qwen3-4b-thinking-2507/{name}.pt", weights_only=True)
+    print(name, z["objective"], len(z["layers"]), "layers")
+PY
+echo "demo: ok"

@@ -7,7 +7,7 @@
 
 #include "io/activation_dump.h"
 
-namespace oscar::testing {
+namespace oscar::test_support {
 
 class MemoryDump : public io::ActivationDump {
  public:
@@ -64,4 +64,4 @@ class MemoryDump : public io::ActivationDump {
   std::map<std::tuple<int, int, int>, HostTensor> tensors_;
 };
 
-}  // namespace oscar::testing
+}  // namespace oscar::test_support

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <limits>
 
 #include "calib/dump_accumulation.h"
 #include "calib/rotation_fit.h"
@@ -82,7 +84,7 @@ std::string temp_path(const std::string& name) {
 }  // namespace
 
 TEST(Accumulation, EqualsDirectFormulas) {
-  testing::MemoryDump dump(2, 3, 300, kGeometry, 11);  // 300+ tokens per chunk: more than one block
+  test_support::MemoryDump dump(2, 3, 300, kGeometry, 11);  // 300+ tokens per chunk: more than one block
   const CalibrationState state = accumulate(dump, {}, kAll);
   for (int layer = 0; layer < 2; ++layer) {
     const auto expected = direct_covariances(dump, layer);
@@ -95,7 +97,7 @@ TEST(Accumulation, EqualsDirectFormulas) {
 }
 
 TEST(Accumulation, ThreadCountDoesNotChangeBits) {
-  testing::MemoryDump dump(1, 2, 100, kGeometry, 3);
+  test_support::MemoryDump dump(1, 2, 100, kGeometry, 3);
   AccumulationOptions one, many;
   many.threads = 3;
   const auto a = accumulate(dump, one, kAll), b = accumulate(dump, many, kAll);
@@ -106,7 +108,7 @@ TEST(Accumulation, ThreadCountDoesNotChangeBits) {
 }
 
 TEST(Accumulation, MergedShardsEqualSingleRun) {
-  testing::MemoryDump dump(3, 4, 60, kGeometry, 5);
+  test_support::MemoryDump dump(3, 4, 60, kGeometry, 5);
   const CalibrationState single = accumulate(dump, {}, kAll);
 
   // Layer shards: both passes in each.
@@ -139,7 +141,7 @@ TEST(Accumulation, TensorParallelHeadShardsEqualSingleRun) {
   // Rank r of 2 holds KV head r and its query group: emulate with two one-KV-head dumps cut from the
   // same random stream is not possible, so check the bookkeeping instead: a rank's state only holds its
   // global heads, and merging both ranks completes the layer.
-  testing::MemoryDump rank_dump(1, 2, 40, {4, 1, 16}, 9);
+  test_support::MemoryDump rank_dump(1, 2, 40, {4, 1, 16}, 9);
   AccumulationOptions rank0, rank1;
   rank1.kv_head_offset = 1;
   CalibrationState a, b;
@@ -159,13 +161,13 @@ TEST(Accumulation, TensorParallelHeadShardsEqualSingleRun) {
 }
 
 TEST(Accumulation, OverlappingShardsAreRejected) {
-  testing::MemoryDump dump(1, 2, 20, kGeometry, 1);
+  test_support::MemoryDump dump(1, 2, 20, kGeometry, 1);
   const auto state = accumulate(dump, {}, kAll);
   EXPECT_THROW(merge_states({state, state}, {"x.h5", "y.h5"}), InputError);
 }
 
 TEST(Accumulation, NonFiniteIsAnErrorNamingLayerAndChunk) {
-  testing::MemoryDump dump(2, 2, 20, kGeometry, 2);
+  test_support::MemoryDump dump(2, 2, 20, kGeometry, 2);
   dump.poke(1, 2, io::Projection::kKey, 5 * 16 * 2 + 16 + 3, std::numeric_limits<float>::quiet_NaN());  // token 5, head 1
   try {
     accumulate(dump, {}, kAll);
@@ -177,7 +179,7 @@ TEST(Accumulation, NonFiniteIsAnErrorNamingLayerAndChunk) {
 }
 
 TEST(Accumulation, SkipNonFiniteDropsAndCountsTheToken) {
-  testing::MemoryDump dump(1, 1, 30, kGeometry, 4);
+  test_support::MemoryDump dump(1, 1, 30, kGeometry, 4);
   dump.poke(0, 1, io::Projection::kQuery, 7 * 8 * 16 + 2, std::numeric_limits<float>::infinity());  // token 7, q head 0
   AccumulationOptions options;
   options.nonfinite = NonfinitePolicy::kSkip;
@@ -191,7 +193,7 @@ TEST(Accumulation, SkipNonFiniteDropsAndCountsTheToken) {
 }
 
 TEST(StateFile, RoundTripIsBitExact) {
-  testing::MemoryDump dump(2, 2, 25, kGeometry, 6);
+  test_support::MemoryDump dump(2, 2, 25, kGeometry, 6);
   AccumulationOptions options;
   options.nonfinite = NonfinitePolicy::kSkip;
   dump.poke(0, 1, io::Projection::kQuery, 3, std::numeric_limits<float>::quiet_NaN());
@@ -227,7 +229,7 @@ TEST(StateFile, MalformedFilesGiveInputErrorsNamingThem) {
 }
 
 TEST(StateFile, ResumeFromCheckpointGivesTheSameBits) {
-  testing::MemoryDump dump(2, 3, 30, kGeometry, 8);
+  test_support::MemoryDump dump(2, 3, 30, kGeometry, 8);
   const auto uninterrupted = accumulate(dump, {}, kAll);
 
   // "Interrupt" after layer 0 by accumulating only it into a checkpoint, then resume over all layers.

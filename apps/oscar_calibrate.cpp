@@ -4,6 +4,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <thread>
 
@@ -79,8 +81,12 @@ nlohmann::json options_record(const CLI::App& app, const CLI::App* command) {
     for (const CLI::Option* option : scope->get_options()) {
       if (option->get_name() == "--help" || option->get_name() == "--config" || option->get_lnames().empty()) continue;
       const auto results = option->results();
-      if (results.empty()) continue;
-      record[option->get_lnames().front()] = results.size() == 1 ? nlohmann::json(results.front()) : nlohmann::json(results);
+      const std::string name = option->get_lnames().front();
+      if (!results.empty()) {
+        record[name] = results.size() == 1 ? nlohmann::json(results.front()) : nlohmann::json(results);
+      } else if (!option->get_default_str().empty()) {
+        record[name] = option->get_default_str();  // the effective default
+      }
     }
   }
   return record;
@@ -96,6 +102,10 @@ void configure_logging(const CommonFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Chunks are tens of MB: keep freed chunk buffers in the heap instead of returning them to the OS, so
+  // the next chunk of the same size does not page-fault its way through fresh zeroed memory again.
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1024 << 20);
   CLI::App app{"oscar-calibrate " + std::string(kVersion) +
                ": fit OSCAR KV-cache rotations from captured Q/K/V activations and write RotationZoo files\n"
                "  oscar-calibrate --from-dump DUMP --out DIR [--method qqt_sst] [--composition r_h_pbr]\n"
@@ -103,6 +113,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("oscar-calibrate ") + kVersion);
   app.set_config("--config", "", "Read options from a TOML file (keys are long option names)");
   app.require_subcommand(0, 1);
+  app.option_defaults()->always_capture_default();
 
   CommonFlags flags;
   app.add_flag("-v,--verbose", flags.verbosity, "More log output (per-layer eigenvalue ranges)");

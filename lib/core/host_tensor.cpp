@@ -1,5 +1,6 @@
 #include "core/host_tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -12,6 +13,16 @@ Bits load_element(const std::uint8_t* base, std::int64_t i) {
   Bits value;
   std::memcpy(&value, base + std::size_t(i) * sizeof(Bits), sizeof(Bits));
   return value;
+}
+
+/// Lets a byte buffer be read as 16-bit words without breaking strict aliasing.
+typedef std::uint16_t __attribute__((may_alias)) AliasedHalf;
+
+/// bfloat16 -> double over a contiguous run, written so the compiler vectorises it (the hot path of
+/// calibration: every activation passes through here once per pass).
+void widen_bfloat16(const std::uint8_t* source, std::int64_t count, double* out) {
+  const AliasedHalf* halves = reinterpret_cast<const AliasedHalf*>(source);
+  for (std::int64_t i = 0; i < count; ++i) out[i] = bits_to_float(std::uint32_t(halves[i]) << 16);
 }
 
 }  // namespace
@@ -33,7 +44,7 @@ void HostTensor::copy_to_double(std::int64_t first, std::int64_t count, double* 
   const std::uint8_t* base = bytes.data();
   switch (dtype) {
     case DType::kBFloat16:
-      for (std::int64_t i = 0; i < count; ++i) out[i] = bfloat16_to_float(load_element<std::uint16_t>(base, first + i));
+      widen_bfloat16(base + 2 * first, count, out);
       return;
     case DType::kFloat16:
       for (std::int64_t i = 0; i < count; ++i) out[i] = float16_to_float(load_element<std::uint16_t>(base, first + i));

@@ -50,7 +50,13 @@ class ActivationDump {
   virtual std::vector<std::int32_t> seq_lens(int layer_id, int chunk_id) const = 0;
   /// Free-form model name recorded in the dump ("" when unknown).
   virtual std::string model_name() const { return {}; }
+  /// dtype_name() of the tensors as captured ("bfloat16", ...), before any conversion (an HDF5 dump stores
+  /// float16 but remembers what it was converted from); "" when unknown.
+  virtual std::string source_dtype() const { return {}; }
 };
+
+/// True for the file names of our HDF5 layout: ending in ".h5" or ".hdf5".
+bool is_hdf5_dump_path(const std::string& path);
 
 /// Opens a dump directory (SGLang layout) or an .h5 file (our layout), validating every shape first.
 /// Throws InputError naming the file and the problem.

@@ -33,8 +33,7 @@ std::string join(const std::vector<std::string>& items) {
 
 /// Options every command that reads a dump shares.
 void add_dump_options(CLI::App& command, calib::DumpRequest& input, bool& skip_nonfinite, std::string& chunks) {
-  command.add_option("--from-dump", input.dump_path, "SGLang dump directory (layer_<L>/{q,k,v}/<chunk>.pt) or .h5 dump")
-      ->check(CLI::ExistingPath);
+  command.add_option("--from-dump", input.dump_path, "SGLang dump directory (layer_<L>/{q,k,v}/<chunk>.pt) or .h5 dump");
   command.add_option("--layers", input.layers, "Layers to use: A:B (half-open), A: or A; default all");
   command.add_flag("--include-chunk0", input.include_chunk0, "Use chunk 0 (the SGLang warm-up batch, skipped by default)");
   command.add_option("--head-dim", input.head_dim_hint, "Head dimension, for dumps of 2-D [T, H*d] tensors");
@@ -146,15 +145,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"qqt_sst", "ktk_vtv", "qqt", "sst", "ktk", "vtv"}))->capture_default_str();
   accumulate->add_option("--pass", pass, "1: first pass only (token shards); 2: sst pass with --query-state; both")
       ->check(CLI::IsMember({"1", "2", "both"}))->capture_default_str();
-  accumulate->add_option("--query-state", accumulate_request.query_state_path, "Merged first-pass state (for --pass 2)")
-      ->check(CLI::ExistingFile);
+  accumulate->add_option("--query-state", accumulate_request.query_state_path, "Merged first-pass state (for --pass 2)");
   accumulate->add_option("--state", accumulate_request.state_path, "Output state file (.h5)")->required();
 
   // merge: states -> rotations.
   CLI::App* merge = app.add_subcommand("merge", "Merge shard state files and fit rotations");
   calib::MergeRequest merge_request;
   std::string merge_composition = "r_h_pbr", merge_granularity = "layer";
-  merge->add_option("states", merge_request.state_paths, "State files from accumulate")->required()->check(CLI::ExistingFile);
+  merge->add_option("states", merge_request.state_paths, "State files from accumulate")->required();
   add_fit_options(*merge, merge_request.fit, merge_composition, merge_granularity, merge_request.group_size);
   merge->add_option("--out", merge_request.out_dir, "Output directory for rotations and calibration.json");
   merge->add_option("--state-out", merge_request.state_out_path, "Also write the merged state (.h5)");
@@ -162,7 +160,7 @@ int main(int argc, char** argv) {
   // convert: between dump layouts.
   CLI::App* convert = app.add_subcommand("convert", "Convert an activation dump between the SGLang layout and HDF5");
   std::string convert_source, convert_destination;
-  convert->add_option("--from-dump", convert_source, "Source dump (directory or .h5)")->required()->check(CLI::ExistingPath);
+  convert->add_option("--from-dump", convert_source, "Source dump (directory or .h5)")->required();
   convert->add_option("--to", convert_destination, "Destination: a .h5 file or a new directory")->required();
 
   try {

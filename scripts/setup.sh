@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   cmake ninja-build g++ ccache pkg-config
   libeigen3-dev libhdf5-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev libssl-dev zlib1g-dev
-  libopenblas0-pthread python3-torch python3-h5py python3-numpy
+  libopenblas0-pthread libopenblas-pthread-dev python3-torch python3-h5py python3-numpy
 )
 
 missing=()

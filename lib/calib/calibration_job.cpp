@@ -152,7 +152,7 @@ void run_calibrate(const CalibrateRequest& request) {
   const auto outputs = fit_outputs(state, options.layer_ids, request.fit);
   RunRecord run;
   run.input_path = request.input.dump_path;
-  if (request.hash_inputs) run.inputs = io::digest_inputs(request.input.dump_path);
+  if (request.hash_inputs) run.inputs = io::digest_inputs(request.input.dump_path, request.input.threads);
   run.tokens = tokens_of(state, options.layer_ids.front());
   run.prompts = sequences_in(*dump, options.layer_ids.front(), options);
   run.skipped_tokens = skipped_in(state);

@@ -2,13 +2,15 @@
 
 #include <cmath>
 
+#include "linalg/gram.h"
+
 namespace oscar::calib {
 
 namespace {
 
 /// Tokens widened per block: 256 tokens × g query heads × d doubles is about 1 MB for Qwen3-8B, which
 /// keeps the rank-k update efficient and the working set in cache.
-constexpr std::int64_t kTokensPerBlock = 256;
+constexpr std::int64_t kTokensPerBlock = 512;
 
 bool all_finite(const double* values, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) {
@@ -42,10 +44,6 @@ bool widen_token(const HostTensor& tensor, const RowLayout& layout, std::int64_t
                        std::to_string(kv_head) + "); use --skip-nonfinite to drop such tokens");
 }
 
-void add_lower(Matrix& sum, const Matrix& block, std::int64_t columns) {
-  if (columns > 0) sum.selfadjointView<Eigen::Lower>().rankUpdate(block.leftCols(columns));
-}
-
 void accumulate_queries(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, int group_size,
                         NonfinitePolicy policy) {
   const RowLayout layout(*chunk.query);
@@ -64,7 +62,7 @@ void accumulate_queries(HeadStatistics& head, const ChunkTensors& chunk, int kv_
         throw_nonfinite(chunk, "q", token, kv_head);
       }
     }
-    add_lower(head.query_outer_sum, block, columns);
+    linalg::add_gram_lower(head.query_outer_sum, block, columns);
   }
 }
 
@@ -86,8 +84,8 @@ void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int
         throw_nonfinite(chunk, key_ok ? "v" : "k", token, kv_head);
       }
     }
-    add_lower(head.key_outer_sum, keys, columns);
-    add_lower(head.value_outer_sum, values, columns);
+    linalg::add_gram_lower(head.key_outer_sum, keys, columns);
+    linalg::add_gram_lower(head.value_outer_sum, values, columns);
     head.key_value_tokens += columns;
   }
 }
@@ -106,6 +104,8 @@ void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int
   const Matrix& weighting = head.weighting_query_covariance;
   Matrix keys(layout.head_dim, kTokensPerBlock);
   Matrix values(layout.head_dim, kTokensPerBlock);
+  Matrix scratch;
+  linalg::Vector weights;
   for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
     const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
     std::int64_t columns = 0;
@@ -122,12 +122,8 @@ void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int
       }
     }
     if (columns == 0) continue;
-    const auto used_keys = keys.leftCols(columns);
-    const auto used_values = values.leftCols(columns);
-    // u_t = k_tᵀ·C̄_Q·k_t for every column at once.
-    const Eigen::RowVectorXd weights = used_keys.cwiseProduct(weighting * used_keys).colwise().sum();
-    head.weighted_value_outer_sum.triangularView<Eigen::Lower>() +=
-        (used_values * weights.asDiagonal()) * used_values.transpose();
+    linalg::quadratic_forms(weighting, keys, columns, weights, scratch);  // u_t = k_tᵀ·C̄_Q·k_t
+    linalg::add_weighted_gram_lower(head.weighted_value_outer_sum, values, columns, weights);
     head.weight_sum += weights.sum();
     head.weighted_tokens += columns;
   }

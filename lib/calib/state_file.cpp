@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/version.h"
+#include "io/hdf5_dump.h"
 
 namespace oscar::calib {
 
@@ -174,6 +175,7 @@ void read_root(const H5::H5File& file, CalibrationState& state) {
 }  // namespace
 
 void save_state(const std::string& path, const CalibrationState& state) {
+  const std::lock_guard<std::mutex> lock(io::hdf5_library_mutex());  // HDF5 is not thread-safe
   H5::Exception::dontPrint();
   const std::string temporary = path + ".tmp";
   try {
@@ -196,6 +198,7 @@ void save_state(const std::string& path, const CalibrationState& state) {
 }
 
 CalibrationState load_state(const std::string& path) {
+  const std::lock_guard<std::mutex> lock(io::hdf5_library_mutex());  // HDF5 is not thread-safe
   H5::Exception::dontPrint();
   if (!fs::is_regular_file(path)) throw InputError(path + ": no such state file");
   CalibrationState state;

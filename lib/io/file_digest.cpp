@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/parallel_for.h"
 
 namespace oscar::io {
 
@@ -36,7 +37,7 @@ std::string sha256_file(const std::string& path) {
   return text;
 }
 
-std::vector<FileDigest> digest_inputs(const std::string& path) {
+std::vector<FileDigest> digest_inputs(const std::string& path, int threads) {
   std::vector<FileDigest> digests;
   if (fs::is_directory(path)) {
     std::vector<fs::path> files;
@@ -44,9 +45,11 @@ std::vector<FileDigest> digest_inputs(const std::string& path) {
       if (entry.is_regular_file()) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
-    for (const auto& file : files) {
-      digests.push_back({fs::relative(file, path).generic_string(), fs::file_size(file), sha256_file(file.string())});
-    }
+    digests.resize(files.size());
+    parallel_for(int(files.size()), threads, [&](int i) {
+      const fs::path& file = files[std::size_t(i)];
+      digests[std::size_t(i)] = {fs::relative(file, path).generic_string(), fs::file_size(file), sha256_file(file.string())};
+    });
   } else {
     digests.push_back({path, fs::file_size(path), sha256_file(path)});
   }

@@ -17,7 +17,8 @@ struct FileDigest {
 /// SHA-256 of one file, streamed in 1 MiB blocks. Throws InputError when it cannot be read.
 std::string sha256_file(const std::string& path);
 
-/// One entry per regular file: the file itself, or every file under a directory in sorted path order.
-std::vector<FileDigest> digest_inputs(const std::string& path);
+/// One entry per regular file: the file itself, or every file under a directory in sorted path order,
+/// hashed by `threads` threads.
+std::vector<FileDigest> digest_inputs(const std::string& path, int threads = 1);
 
 }  // namespace oscar::io

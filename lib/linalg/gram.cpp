@@ -1,0 +1,62 @@
+#include "linalg/gram.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <mutex>
+
+namespace oscar::linalg {
+
+namespace {
+
+void use_single_threaded_blas() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+void syrk_lower(Matrix& sum, const double* columns, long d, long n, double alpha) {
+  cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, int(d), int(n), alpha, columns, int(d), 1.0, sum.data(),
+              int(sum.rows()));
+}
+
+}  // namespace
+
+void add_gram_lower(Matrix& sum, const Matrix& block, long n) {
+  if (n <= 0) return;
+  use_single_threaded_blas();
+  syrk_lower(sum, block.data(), block.rows(), n, 1.0);
+}
+
+void add_weighted_gram_lower(Matrix& sum, const Matrix& block, long n, const Vector& weights) {
+  if (n <= 0) return;
+  use_single_threaded_blas();
+  // X·diag(w)·Xᵀ = Σ w_j x_j x_jᵀ: scale columns by √|w_j| and add the positive and negative parts with
+  // syrk (half the work of a general product). Negative weights only come from rounding (w = kᵀ·C·k with C
+  // positive semi-definite), but they are kept so the sum is exactly what the formula says.
+  const long d = block.rows();
+  Matrix positive(d, n), negative(d, n);
+  long positives = 0, negatives = 0;
+  for (long j = 0; j < n; ++j) {
+    const double w = weights[j];
+    if (w >= 0) {
+      positive.col(positives++) = block.col(j) * std::sqrt(w);
+    } else {
+      negative.col(negatives++) = block.col(j) * std::sqrt(-w);
+    }
+  }
+  if (positives) syrk_lower(sum, positive.data(), d, positives, 1.0);
+  if (negatives) syrk_lower(sum, negative.data(), d, negatives, -1.0);
+}
+
+void quadratic_forms(const Matrix& a, const Matrix& block, long n, Vector& out, Matrix& scratch) {
+  out.resize(n);
+  if (n <= 0) return;
+  use_single_threaded_blas();
+  const long d = block.rows();
+  scratch.resize(d, n);
+  cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, int(d), int(n), int(d), 1.0, a.data(), int(d), block.data(),
+              int(d), 0.0, scratch.data(), int(d));
+  out = block.leftCols(n).cwiseProduct(scratch).colwise().sum().transpose();
+}
+
+}  // namespace oscar::linalg

@@ -66,24 +66,36 @@ void accumulate_queries(HeadStatistics& head, const ChunkTensors& chunk, int kv_
   }
 }
 
+/// Widens keys and values of tokens [first, last) of one KV head into the columns of keys/values and
+/// returns how many columns it filled. Tokens with a non-finite k or v are an error or (kSkip) dropped and
+/// counted; with skip_dropped_queries, tokens whose queries were dropped in the first pass are left out too.
+std::int64_t widen_key_value_block(HeadStatistics& head, const ChunkTensors& chunk, const RowLayout& layout,
+                                   int kv_head, std::int64_t first, std::int64_t last, bool skip_dropped_queries,
+                                   NonfinitePolicy policy, Matrix& keys, Matrix& values) {
+  std::int64_t columns = 0;
+  for (std::int64_t token = first; token < last; ++token) {
+    if (skip_dropped_queries && head.skipped_query_tokens.count({chunk.chunk_id, token})) continue;  // counted then
+    const bool key_ok = widen_token(*chunk.key, layout, token, kv_head, 1, keys, columns);
+    const bool value_ok = widen_token(*chunk.value, layout, token, kv_head, 1, values, columns);
+    if (key_ok && value_ok) {
+      ++columns;
+    } else if (policy == NonfinitePolicy::kSkip) {
+      ++head.skipped_tokens;
+    } else {
+      throw_nonfinite(chunk, key_ok ? "v" : "k", token, kv_head);
+    }
+  }
+  return columns;
+}
+
 void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy) {
   const RowLayout layout(*chunk.key);
   Matrix keys(layout.head_dim, kTokensPerBlock);
   Matrix values(layout.head_dim, kTokensPerBlock);
   for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
     const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
-    std::int64_t columns = 0;
-    for (std::int64_t token = first; token < last; ++token) {
-      const bool key_ok = widen_token(*chunk.key, layout, token, kv_head, 1, keys, columns);
-      const bool value_ok = widen_token(*chunk.value, layout, token, kv_head, 1, values, columns);
-      if (key_ok && value_ok) {
-        ++columns;
-      } else if (policy == NonfinitePolicy::kSkip) {
-        ++head.skipped_tokens;
-      } else {
-        throw_nonfinite(chunk, key_ok ? "v" : "k", token, kv_head);
-      }
-    }
+    const std::int64_t columns =
+        widen_key_value_block(head, chunk, layout, kv_head, first, last, false, policy, keys, values);
     linalg::add_gram_lower(head.key_outer_sum, keys, columns);
     linalg::add_gram_lower(head.value_outer_sum, values, columns);
     head.key_value_tokens += columns;
@@ -108,19 +120,8 @@ void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int
   linalg::Vector weights;
   for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
     const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
-    std::int64_t columns = 0;
-    for (std::int64_t token = first; token < last; ++token) {
-      if (head.skipped_query_tokens.count({chunk.chunk_id, token})) continue;  // already counted as skipped
-      const bool key_ok = widen_token(*chunk.key, layout, token, kv_head, 1, keys, columns);
-      const bool value_ok = widen_token(*chunk.value, layout, token, kv_head, 1, values, columns);
-      if (key_ok && value_ok) {
-        ++columns;
-      } else if (policy == NonfinitePolicy::kSkip) {
-        ++head.skipped_tokens;
-      } else {
-        throw_nonfinite(chunk, key_ok ? "v" : "k", token, kv_head);
-      }
-    }
+    const std::int64_t columns =
+        widen_key_value_block(head, chunk, layout, kv_head, first, last, true, policy, keys, values);
     if (columns == 0) continue;
     linalg::quadratic_forms(weighting, keys, columns, weights, scratch);  // u_t = k_tᵀ·C̄_Q·k_t
     linalg::add_weighted_gram_lower(head.weighted_value_outer_sum, values, columns, weights);

@@ -70,14 +70,6 @@ void for_each_head(const io::ActivationDump& dump, const std::vector<HeadStatist
   }
 }
 
-/// The tensors of one chunk. Chunks are read and consumed one at a time: reading the next chunk in the
-/// background was measured slower (the two chunks evict each other from the last-level cache).
-struct ChunkData {
-  int chunk_id = 0;
-  std::int64_t tokens = 0;
-  HostTensor query, key, value;
-};
-
 /// Chunks of the layer not yet in every head's statistics for this pass; reports the others as done.
 std::vector<int> pending_chunks(const io::ActivationDump& dump, const AccumulationOptions& options, int layer_id,
                                 const std::vector<HeadStatistics*>& heads, int pass, StepCounter& steps) {
@@ -92,33 +84,27 @@ std::vector<int> pending_chunks(const io::ActivationDump& dump, const Accumulati
   return pending;
 }
 
+// Chunks are read and consumed one at a time. Reading the next chunk on a background thread was measured
+// slower: the two chunks evict each other from the last-level cache.
+
 void first_pass(const io::ActivationDump& dump, const AccumulationOptions& options, CalibrationState& state,
                 int layer_id, StepCounter& steps) {
   const auto& geometry = dump.geometry();
   const int group_size = geometry.num_q_heads / geometry.num_kv_heads;
   const auto heads = layer_heads(state, layer_id, geometry.num_kv_heads, options.kv_head_offset);
-  const StatisticsMask mask = state.mask;
-  const auto read = [&dump, layer_id, mask](int chunk_id) {
-    ChunkData data{chunk_id, dump.chunk_tokens(layer_id, chunk_id), {}, {}, {}};
-    if (mask.query) data.query = dump.read(layer_id, chunk_id, Projection::kQuery);
-    if (mask.key_value) {
-      data.key = dump.read(layer_id, chunk_id, Projection::kKey);
-      data.value = dump.read(layer_id, chunk_id, Projection::kValue);
-    }
-    return data;
-  };
-  const auto consume = [&](ChunkData& data) {
-    const ChunkTensors chunk{layer_id, data.chunk_id, mask.query ? &data.query : nullptr,
-                             mask.key_value ? &data.key : nullptr, mask.key_value ? &data.value : nullptr};
-    for_each_head(dump, heads, options.threads, [&](HeadStatistics& head, int h) {
-      if (!head.first_pass_chunks.count(data.chunk_id))
-        accumulate_first_pass(head, chunk, h, group_size, mask, options.nonfinite);
-    });
-    steps.finish_step(layer_id, 1, data.tokens, true);
-  };
+  const StatisticsMask& mask = state.mask;
   for (int chunk_id : pending_chunks(dump, options, layer_id, heads, 1, steps)) {
-    ChunkData data = read(chunk_id);
-    consume(data);
+    HostTensor query, key, value;
+    ChunkTensors chunk{layer_id, chunk_id, nullptr, nullptr, nullptr};
+    if (mask.query) chunk.query = &(query = dump.read(layer_id, chunk_id, Projection::kQuery));
+    if (mask.key_value) {
+      chunk.key = &(key = dump.read(layer_id, chunk_id, Projection::kKey));
+      chunk.value = &(value = dump.read(layer_id, chunk_id, Projection::kValue));
+    }
+    for_each_head(dump, heads, options.threads, [&](HeadStatistics& head, int h) {
+      if (!head.first_pass_chunks.count(chunk_id)) accumulate_first_pass(head, chunk, h, group_size, mask, options.nonfinite);
+    });
+    steps.finish_step(layer_id, 1, dump.chunk_tokens(layer_id, chunk_id), true);
   }
 }
 
@@ -151,20 +137,14 @@ void second_pass(const io::ActivationDump& dump, const AccumulationOptions& opti
   const auto& geometry = dump.geometry();
   const auto heads = layer_heads(state, layer_id, geometry.num_kv_heads, options.kv_head_offset);
   prepare_second_pass(options, state, layer_id, heads, geometry.num_q_heads / geometry.num_kv_heads);
-  const auto read = [&dump, layer_id](int chunk_id) {
-    return ChunkData{chunk_id, dump.chunk_tokens(layer_id, chunk_id), {},
-                     dump.read(layer_id, chunk_id, Projection::kKey), dump.read(layer_id, chunk_id, Projection::kValue)};
-  };
-  const auto consume = [&](ChunkData& data) {
-    const ChunkTensors chunk{layer_id, data.chunk_id, nullptr, &data.key, &data.value};
-    for_each_head(dump, heads, options.threads, [&](HeadStatistics& head, int h) {
-      if (!head.second_pass_chunks.count(data.chunk_id)) accumulate_second_pass(head, chunk, h, options.nonfinite);
-    });
-    steps.finish_step(layer_id, 2, data.tokens, true);
-  };
   for (int chunk_id : pending_chunks(dump, options, layer_id, heads, 2, steps)) {
-    ChunkData data = read(chunk_id);
-    consume(data);
+    const HostTensor key = dump.read(layer_id, chunk_id, Projection::kKey);
+    const HostTensor value = dump.read(layer_id, chunk_id, Projection::kValue);
+    const ChunkTensors chunk{layer_id, chunk_id, nullptr, &key, &value};
+    for_each_head(dump, heads, options.threads, [&](HeadStatistics& head, int h) {
+      if (!head.second_pass_chunks.count(chunk_id)) accumulate_second_pass(head, chunk, h, options.nonfinite);
+    });
+    steps.finish_step(layer_id, 2, dump.chunk_tokens(layer_id, chunk_id), true);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -418,7 +419,7 @@ void check_offsets(const std::string& what, const std::vector<std::int64_t>& off
 }  // namespace
 
 Hdf5Dump::Hdf5Dump(std::string path, const DumpOpenOptions& options)
-    : path_(std::move(path)), options_(options) {
+    : IndexedActivationDump(std::move(path)), options_(options) {
   silence_hdf5_errors();
   if (!fs::is_regular_file(path_)) throw InputError(path_ + ": no such file");
   std::lock_guard<std::mutex> lock(hdf5_library_mutex());
@@ -519,7 +520,7 @@ void Hdf5Dump::load_layer(int layer_id) {
     if (chunk_id < 0 || chunk_id > (1 << 30) || (i > 0 && chunk_id <= chunk_ids[i - 1])) {
       throw InputError(where + "/chunk_ids: ids must be non-negative and ascending");
     }
-    ChunkInfo chunk{offsets[i], offsets[i + 1] - offsets[i], {}};
+    Hdf5Chunk chunk{offsets[i], offsets[i + 1] - offsets[i], {}};
     std::int64_t seq_total = 0;
     for (std::int64_t s = seq_offsets[i]; s < seq_offsets[i + 1]; ++s) {
       seq_total += seq_lens[std::size_t(s)];
@@ -538,30 +539,8 @@ void Hdf5Dump::load_layer(int layer_id) {
   }
 }
 
-const std::vector<int>& Hdf5Dump::chunk_ids(int layer_id) const {
-  const auto it = layers_.find(layer_id);
-  if (it == layers_.end()) throw std::out_of_range(path_ + ": no layer " + std::to_string(layer_id));
-  return it->second.chunk_ids;
-}
-
-const Hdf5Dump::ChunkInfo& Hdf5Dump::chunk_info(int layer_id, int chunk_id) const {
-  const auto layer = layers_.find(layer_id);
-  if (layer == layers_.end()) throw std::out_of_range(path_ + ": no layer " + std::to_string(layer_id));
-  const auto chunk = layer->second.chunks.find(chunk_id);
-  if (chunk == layer->second.chunks.end()) {
-    throw std::out_of_range(path_ + ": layer " + std::to_string(layer_id) + " has no chunk " + std::to_string(chunk_id));
-  }
-  return chunk->second;
-}
-
-std::int64_t Hdf5Dump::chunk_tokens(int layer_id, int chunk_id) const { return chunk_info(layer_id, chunk_id).tokens; }
-
-std::vector<std::int32_t> Hdf5Dump::seq_lens(int layer_id, int chunk_id) const {
-  return chunk_info(layer_id, chunk_id).seq_lens;
-}
-
 HostTensor Hdf5Dump::read(int layer_id, int chunk_id, Projection projection) const {
-  const ChunkInfo& chunk = chunk_info(layer_id, chunk_id);
+  const Hdf5Chunk& chunk = chunk_info(layer_id, chunk_id);
   HostTensor tensor;
   tensor.dtype = DType::kFloat16;
   tensor.shape = {chunk.tokens, projection_heads(geometry_, projection), geometry_.head_dim};

@@ -18,13 +18,13 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "io/activation_dump.h"
+#include "io/dump_index.h"
 
 namespace oscar::io {
 
@@ -72,49 +72,37 @@ class Hdf5DumpWriter {
   std::unique_ptr<State> state_;
 };
 
-/// Reader. Validates attributes, shapes and chunk index at open; read() fetches one chunk as a hyperslab.
+/// What Hdf5Dump records about a chunk at open, from the layer's chunk index.
+struct Hdf5Chunk {
+  std::int64_t first_token = 0;  ///< first row of the chunk in the layer's q, k and v datasets
+  std::int64_t tokens = 0;
+  std::vector<std::int32_t> seq_lens;
+};
+
+/// Reader. Validates attributes, shapes and chunk index at open (filling the shared chunk index of
+/// dump_index.h); read() fetches one chunk as a hyperslab.
 /// Chunk 0 (SGLang's warm-up chunk, kept by conversions) is skipped unless options.include_chunk0.
-class Hdf5Dump final : public ActivationDump {
+class Hdf5Dump final : public IndexedActivationDump<Hdf5Chunk> {
  public:
   /// Throws InputError("<path>: <problem>") for anything malformed.
   Hdf5Dump(std::string path, const DumpOpenOptions& options);
   ~Hdf5Dump() override;
 
-  const std::string& path() const override { return path_; }
-  const std::vector<int>& layer_ids() const override { return layer_ids_; }
-  const DumpGeometry& geometry() const override { return geometry_; }
-  const std::vector<int>& chunk_ids(int layer_id) const override;
-  std::int64_t chunk_tokens(int layer_id, int chunk_id) const override;
   /// float16 [T, H, d].
   HostTensor read(int layer_id, int chunk_id, Projection projection) const override;
-  std::vector<std::int32_t> seq_lens(int layer_id, int chunk_id) const override;
   std::string model_name() const override { return model_; }
   std::string source_dtype() const override { return source_dtype_; }
 
  private:
-  struct ChunkInfo {
-    std::int64_t first_token = 0;
-    std::int64_t tokens = 0;
-    std::vector<std::int32_t> seq_lens;
-  };
-  struct LayerInfo {
-    std::vector<int> chunk_ids;
-    std::map<int, ChunkInfo> chunks;
-  };
   struct File;
 
   void load();
   void load_layer(int layer_id);
-  const ChunkInfo& chunk_info(int layer_id, int chunk_id) const;
 
-  std::string path_;
   DumpOpenOptions options_;
   std::unique_ptr<File> file_;
   std::string model_;
   std::string source_dtype_;
-  DumpGeometry geometry_;
-  std::vector<int> layer_ids_;
-  std::map<int, LayerInfo> layers_;
   std::vector<std::int64_t> token_counts_;  ///< root attribute token_count, per layer
 };
 

@@ -701,28 +701,20 @@ class Pickler {
     for (int i = 0; i < bytes; ++i) out_ += char((value >> (8 * i)) & 0xff);
   }
 
-  // --- memo: BINPUT below 256, LONG_BINPUT above, like Python -------------------------------------------
+  // --- memo: BINPUT / BINGET below 256, LONG_BINPUT / LONG_BINGET above, like Python ----------------------
 
+  // The short opcode carries a 1-byte index, the long one a 4-byte index; put and get choose alike.
+  void memo_opcode(Opcode short_op, Opcode long_op, std::uint32_t index) {
+    const bool fits_one_byte = index < 256;
+    out_ += char(fits_one_byte ? short_op : long_op);
+    put_le(index, fits_one_byte ? 1 : 4);
+  }
   std::uint32_t memo_put() {
     const std::uint32_t index = next_memo_++;
-    if (index < 256) {
-      out_ += char(kBinPut);
-      put_le(index, 1);
-    } else {
-      out_ += char(kLongBinPut);
-      put_le(index, 4);
-    }
+    memo_opcode(kBinPut, kLongBinPut, index);
     return index;
   }
-  void memo_get(std::uint32_t index) {
-    if (index < 256) {
-      out_ += char(kBinGet);
-      put_le(index, 1);
-    } else {
-      out_ += char(kLongBinGet);
-      put_le(index, 4);
-    }
-  }
+  void memo_get(std::uint32_t index) { memo_opcode(kBinGet, kLongBinGet, index); }
 
   // --- scalars ------------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
-#include <stdexcept>
 #include <utility>
 
 #include "core/error.h"
@@ -68,7 +67,8 @@ std::string describe(DType dtype, const std::vector<std::int64_t>& shape) {
 
 }  // namespace
 
-SglangDump::SglangDump(std::string path, const DumpOpenOptions& options) : path_(std::move(path)), options_(options) {
+SglangDump::SglangDump(std::string path, const DumpOpenOptions& options)
+    : IndexedActivationDump(std::move(path)), options_(options) {
   // Trailing separators would double up in the file names of messages ("/d//layer_0").
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   try {
@@ -128,7 +128,7 @@ void SglangDump::scan_layer(int layer_id) {
   LayerInfo& layer = layers_[layer_id];
   layer.chunk_ids.assign(all_chunks.begin(), all_chunks.end());  // std::set iterates in numeric order
   for (int chunk_id : layer.chunk_ids) {
-    ChunkInfo& chunk = layer.chunks[chunk_id];
+    SglangChunk& chunk = layer.chunks[chunk_id];
     chunk.tokens = validate_chunk(layer_id, chunk_id);
     read_seq_lens(layer_id, chunk_id, chunk);
   }
@@ -222,7 +222,7 @@ std::int64_t SglangDump::validate_chunk(int layer_id, int chunk_id) {
   return tokens;
 }
 
-void SglangDump::read_seq_lens(int layer_id, int chunk_id, ChunkInfo& chunk) const {
+void SglangDump::read_seq_lens(int layer_id, int chunk_id, SglangChunk& chunk) const {
   // seq_lens are optional (older dumps lack them), per chunk as well; when present they must add up.
   const std::string file = chunk_file(layer_id, chunk_id, kSeqLensDir);
   if (!fs::exists(file)) return;
@@ -245,30 +245,8 @@ void SglangDump::read_seq_lens(int layer_id, int chunk_id, ChunkInfo& chunk) con
   }
 }
 
-const std::vector<int>& SglangDump::chunk_ids(int layer_id) const {
-  const auto it = layers_.find(layer_id);
-  if (it == layers_.end()) throw std::out_of_range(path_ + ": no layer " + std::to_string(layer_id));
-  return it->second.chunk_ids;
-}
-
-const SglangDump::ChunkInfo& SglangDump::chunk_info(int layer_id, int chunk_id) const {
-  const auto layer = layers_.find(layer_id);
-  if (layer == layers_.end()) throw std::out_of_range(path_ + ": no layer " + std::to_string(layer_id));
-  const auto chunk = layer->second.chunks.find(chunk_id);
-  if (chunk == layer->second.chunks.end()) {
-    throw std::out_of_range(path_ + ": layer " + std::to_string(layer_id) + " has no chunk " + std::to_string(chunk_id));
-  }
-  return chunk->second;
-}
-
-std::int64_t SglangDump::chunk_tokens(int layer_id, int chunk_id) const { return chunk_info(layer_id, chunk_id).tokens; }
-
-std::vector<std::int32_t> SglangDump::seq_lens(int layer_id, int chunk_id) const {
-  return chunk_info(layer_id, chunk_id).seq_lens;
-}
-
 HostTensor SglangDump::read(int layer_id, int chunk_id, Projection projection) const {
-  const ChunkInfo& chunk = chunk_info(layer_id, chunk_id);
+  const SglangChunk& chunk = chunk_info(layer_id, chunk_id);
   const std::string file = chunk_file(layer_id, chunk_id, projection_name(projection));
   HostTensor tensor = read_torch_tensor(file);
 

@@ -13,35 +13,29 @@
 #include <vector>
 
 #include "io/activation_dump.h"
+#include "io/dump_index.h"
 
 namespace oscar::io {
 
-class SglangDump final : public ActivationDump {
+/// What SglangDump records about a chunk at open.
+struct SglangChunk {
+  std::int64_t tokens = 0;
+  std::vector<std::int32_t> seq_lens;  ///< read at open (tiny); empty when the chunk has none
+};
+
+/// Fills the shared chunk index (dump_index.h) while validating the directory at open; read() loads one file.
+class SglangDump final : public IndexedActivationDump<SglangChunk> {
  public:
   /// Scans and validates the directory; throws InputError("<file>: <problem>").
   SglangDump(std::string path, const DumpOpenOptions& options);
 
-  const std::string& path() const override { return path_; }
-  const std::vector<int>& layer_ids() const override { return layer_ids_; }
-  const DumpGeometry& geometry() const override { return geometry_; }
-  const std::vector<int>& chunk_ids(int layer_id) const override;
-  std::int64_t chunk_tokens(int layer_id, int chunk_id) const override;
   HostTensor read(int layer_id, int chunk_id, Projection projection) const override;
-  std::vector<std::int32_t> seq_lens(int layer_id, int chunk_id) const override;
   std::string source_dtype() const override { return dtype_name(dtype_); }
 
   /// `<dump>/layer_<L>/<sub>/<chunk>.pt`, sub being "q", "k", "v" or "seq_lens".
   std::string chunk_file(int layer_id, int chunk_id, const std::string& sub) const;
 
  private:
-  struct ChunkInfo {
-    std::int64_t tokens = 0;
-    std::vector<std::int32_t> seq_lens;  ///< read at open (tiny); empty when the chunk has none
-  };
-  struct LayerInfo {
-    std::vector<int> chunk_ids;          ///< numeric order
-    std::map<int, ChunkInfo> chunks;
-  };
   /// Shape and origin of the first q, k and v files seen: every other file must agree with them.
   struct ReferenceShape {
     std::vector<std::int64_t> shape;     ///< as stored (2-D or 3-D)
@@ -54,14 +48,9 @@ class SglangDump final : public ActivationDump {
   std::vector<std::int64_t> heads_and_dim(const std::string& file, const std::vector<std::int64_t>& shape) const;
   void check_against_reference(Projection projection, const std::string& file, const std::vector<std::int64_t>& shape,
                                DType dtype);
-  void read_seq_lens(int layer_id, int chunk_id, ChunkInfo& chunk) const;
-  const ChunkInfo& chunk_info(int layer_id, int chunk_id) const;
+  void read_seq_lens(int layer_id, int chunk_id, SglangChunk& chunk) const;
 
-  std::string path_;
   DumpOpenOptions options_;
-  std::vector<int> layer_ids_;
-  std::map<int, LayerInfo> layers_;
-  DumpGeometry geometry_;
   DType dtype_ = DType::kBFloat16;
   std::string dtype_file_;               ///< the file dtype_ was taken from ("" before the first)
   std::map<Projection, ReferenceShape> reference_shapes_;

@@ -10,7 +10,7 @@
 #include "io/activation_dump.h"
 #include "io/dump_convert.h"
 #include "io/hdf5_dump.h"
-#include "synthetic_dump_support.h"
+#include "io_test_support.h"
 
 namespace oscar::io {
 namespace {

@@ -1,74 +1,34 @@
 // RotationZoo files: the real reference files, byte-exact rewriting, Python interoperability, bad input.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "io/rotation_set.h"
-#include "io/zip_archive.h"
+#include "io_test_support.h"
 
 namespace oscar::io {
 namespace {
 
 namespace fs = std::filesystem;
+using test::read_bytes;
+using test::read_torch_record;
+using test::TempDir;
+using test::write_bytes;
 
 const std::string kZooDir = std::string(OSCAR_SHARED_DATA) + "/rotationzoo/qwen3-4b-thinking-2507/";
-const std::string kHelper = std::string(OSCAR_SOURCE_DIR) + "/tests/python/torch_roundtrip.py";
 
 struct ZooFile {
   const char* name;
   const char* objective;
 };
 constexpr ZooFile kZooFiles[] = {{"k_rotation_qqt_r_h_pbr.pt", "qqt_r_h_pbr"}, {"v_rotation_sst_r_h_pbr.pt", "sst_r_h_pbr"}};
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = ::testing::TempDir() + "/oscar_rotation_set_XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::vector<std::uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-}
-
-// Runs tests/python/torch_roundtrip.py; returns the exit status, output in `output`.
-int run_helper(const std::vector<std::string>& args, std::string* output) {
-  std::string command = std::string(OSCAR_SYSTEM_PYTHON) + " '" + kHelper + "'";
-  for (const std::string& arg : args) command += " '" + arg + "'";
-  command += " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return -1;
-  char buffer[4096];
-  while (std::size_t got = std::fread(buffer, 1, sizeof buffer, pipe)) output->append(buffer, got);
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 void expect_input_error(const std::function<void()>& action, const std::string& path, const std::string& fragment = "") {
   try {
@@ -118,11 +78,6 @@ void expect_same_set(const RotationSet& actual, const RotationSet& expected) {
   }
 }
 
-std::vector<std::uint8_t> record(const std::string& path, const std::string& name) {
-  const TorchArchive archive(path);
-  return archive.zip().read(archive.record(name));
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The reference files
 // ---------------------------------------------------------------------------------------------------------
@@ -161,10 +116,10 @@ TEST(RotationSet, ReadsTheZooFiles) {
 TEST(RotationSet, RewritesTheZooFilesByteForByte) {
   // Same file name (the archive root is the stem), same content: the whole file is identical to what
   // Python's torch.save wrote, serialization id included.
-  ScratchDir dir;
+  TempDir dir;
   for (const ZooFile& zoo : kZooFiles) {
     SCOPED_TRACE(zoo.name);
-    const std::string copy = dir.file(zoo.name);
+    const std::string copy = dir / zoo.name;
     write_rotation_set(copy, read_rotation_set(kZooDir + zoo.name));
     const std::vector<std::uint8_t> ours = read_bytes(copy);
     const std::vector<std::uint8_t> reference = read_bytes(kZooDir + zoo.name);
@@ -198,7 +153,7 @@ RotationSet parse_python_dump(const std::string& path) {
 }
 
 TEST(RotationSet, PythonLoadsWhatWeWrite) {
-  ScratchDir dir;
+  TempDir dir;
   const std::vector<std::pair<std::string, RotationSet>> sets = {
       {"layer.pt", formula_set(1, 1, 16, 5, "qqt_r_h_pbr")},
       {"per_head.pt", formula_set(2, 4, 8, 3, "sst_r_h_pbr")},
@@ -206,29 +161,29 @@ TEST(RotationSet, PythonLoadsWhatWeWrite) {
   };
   std::vector<std::string> args = {"dump-rotation"};
   for (const auto& [name, set] : sets) {
-    write_rotation_set(dir.file(name), set);
-    args.push_back(dir.file(name));
-    args.push_back(dir.file(name + ".txt"));
+    write_rotation_set(dir / name, set);
+    args.push_back(dir / name);
+    args.push_back(dir / (name + ".txt"));
   }
-  std::string output;
-  ASSERT_EQ(run_helper(args, &output), 0) << output;
+  const test::PythonRun run = test::run_torch_roundtrip(args);
+  ASSERT_EQ(run.status, 0) << run.output;
   for (const auto& [name, set] : sets) {
     SCOPED_TRACE(name);
-    expect_same_set(parse_python_dump(dir.file(name + ".txt")), set);
-    expect_same_set(read_rotation_set(dir.file(name)), set);  // and our own reader round-trips
+    expect_same_set(parse_python_dump(dir / (name + ".txt")), set);
+    expect_same_set(read_rotation_set(dir / name), set);  // and our own reader round-trips
   }
 }
 
 TEST(RotationSet, PicklesLikePythonTorchSave) {
   // Python builds the same dict from the formula and torch.saves it; the pickles must be identical byte
   // for byte, and so must every storage. 40 layers push the memo past 256 (LONG_BINPUT).
-  ScratchDir dir;
+  TempDir dir;
   struct Case {
     int format_version, heads, d, layers;
     const char* objective;
   };
   const std::vector<Case> cases = {{1, 1, 8, 3, "qqt_r_h_pbr"}, {2, 2, 4, 3, "sst_r_h_pbr"}, {1, 1, 16, 40, "hadamard"}};
-  auto python_file = [&](const Case& c) { return dir.file("python_" + std::to_string(&c - cases.data()) + ".pt"); };
+  auto python_file = [&](const Case& c) { return dir / ("python_" + std::to_string(&c - cases.data()) + ".pt"); };
   std::vector<std::string> args = {"save-formula-rotation"};
   for (const Case& c : cases) {
     for (const std::string& arg : {python_file(c), std::to_string(c.format_version), std::to_string(c.heads),
@@ -236,29 +191,29 @@ TEST(RotationSet, PicklesLikePythonTorchSave) {
       args.push_back(arg);
     }
   }
-  std::string output;
-  ASSERT_EQ(run_helper(args, &output), 0) << output;
+  const test::PythonRun run = test::run_torch_roundtrip(args);
+  ASSERT_EQ(run.status, 0) << run.output;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.objective);
     const std::string theirs = python_file(c);
-    const std::string ours = dir.file("ours_" + std::to_string(&c - cases.data()) + ".pt");
+    const std::string ours = dir / ("ours_" + std::to_string(&c - cases.data()) + ".pt");
     write_rotation_set(ours, formula_set(c.format_version, c.heads, c.d, c.layers, c.objective));
-    EXPECT_EQ(record(ours, "data.pkl"), record(theirs, "data.pkl"));
+    EXPECT_EQ(read_torch_record(ours, "data.pkl"), read_torch_record(theirs, "data.pkl"));
     for (int key = 0; key < 2 * c.layers; ++key) {
       const std::string name = "data/" + std::to_string(key);
-      EXPECT_EQ(record(ours, name), record(theirs, name)) << name;
+      EXPECT_EQ(read_torch_record(ours, name), read_torch_record(theirs, name)) << name;
     }
   }
 }
 
 TEST(RotationSet, ReadsPythonVariants) {
-  ScratchDir dir;
-  std::string output;
-  ASSERT_EQ(run_helper({"save-rotations", dir.path()}, &output), 0) << output;
+  TempDir dir;
+  const test::PythonRun run = test::run_torch_roundtrip({"save-rotations", dir.path()});
+  ASSERT_EQ(run.status, 0) << run.output;
 
   // String layer keys and float64 tensors (converted to float).
-  expect_same_set(read_rotation_set(dir.file("str_keys_fp64.pt")), formula_set(1, 1, 8, 3, "qqt_r_h_pbr"));
-  expect_same_set(read_rotation_set(dir.file("per_head.pt")), formula_set(2, 2, 4, 3, "sst_r_h_pbr"));
+  expect_same_set(read_rotation_set(dir / "str_keys_fp64.pt"), formula_set(1, 1, 8, 3, "qqt_r_h_pbr"));
+  expect_same_set(read_rotation_set(dir / "per_head.pt"), formula_set(2, 2, 4, 3, "sst_r_h_pbr"));
 
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"bad_nonsquare", "layer 1: rotation has shape [8, 4], expected square"},
@@ -276,7 +231,7 @@ TEST(RotationSet, ReadsPythonVariants) {
       {"bad_layer_id", "layer 1: 'layer_id' does not match its key"},
   };
   for (const auto& [name, message] : bad) {
-    const std::string path = dir.file(name + ".pt");
+    const std::string path = dir / (name + ".pt");
     expect_input_error([&] { read_rotation_set(path); }, path, message);
   }
 }
@@ -286,9 +241,9 @@ TEST(RotationSet, ReadsPythonVariants) {
 // ---------------------------------------------------------------------------------------------------------
 
 TEST(RotationSet, TruncatedZooFilesAreInputErrors) {
-  ScratchDir dir;
+  TempDir dir;
   const std::vector<std::uint8_t> whole = read_bytes(kZooDir + kZooFiles[0].name);
-  const std::string path = dir.file(kZooFiles[0].name);
+  const std::string path = dir / kZooFiles[0].name;
   for (std::size_t length : {std::size_t(0), std::size_t(21), std::size_t(100), std::size_t(5000), std::size_t(70000),
                              whole.size() / 2, whole.size() - 6000, whole.size() - 100, whole.size() - 22, whole.size() - 1}) {
     SCOPED_TRACE(length);
@@ -298,9 +253,9 @@ TEST(RotationSet, TruncatedZooFilesAreInputErrors) {
 }
 
 TEST(RotationSet, CorruptedZooFilesAreInputErrors) {
-  ScratchDir dir;
+  TempDir dir;
   const std::vector<std::uint8_t> whole = read_bytes(kZooDir + kZooFiles[1].name);
-  const std::string path = dir.file("corrupt.pt");
+  const std::string path = dir / "corrupt.pt";
   // One flipped byte in the pickle, in a storage, in the central directory: each caught (CRC or structure).
   for (std::size_t position : {std::size_t(0x100), std::size_t(0x2000), whole.size() - 3000}) {
     std::vector<std::uint8_t> bytes = whole;
@@ -316,8 +271,8 @@ TEST(RotationSet, CorruptedZooFilesAreInputErrors) {
 }
 
 TEST(RotationSet, WriterRefusesInconsistentSets) {
-  ScratchDir dir;
-  const std::string path = dir.file("never.pt");
+  TempDir dir;
+  const std::string path = dir / "never.pt";
   RotationSet set = formula_set(1, 1, 8, 2, "qqt_r_h_pbr");
   set.layers[1].rotation.pop_back();
   EXPECT_THROW(write_rotation_set(path, set), std::invalid_argument);
@@ -334,10 +289,10 @@ TEST(RotationSet, WriterRefusesInconsistentSets) {
 }
 
 TEST(RotationSet, RoundTripsWithGapsInLayerIds) {
-  ScratchDir dir;
+  TempDir dir;
   RotationSet set = formula_set(2, 2, 4, 4, "ktk_plain");
   set.layers.erase(set.layers.begin() + 1);  // layers 0, 2, 3
-  const std::string path = dir.file("gaps.pt");
+  const std::string path = dir / "gaps.pt";
   write_rotation_set(path, set);
   expect_same_set(read_rotation_set(path), set);
 }

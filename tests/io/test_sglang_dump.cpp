@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "io/activation_dump.h"
 #include "io/sglang_dump.h"
-#include "synthetic_dump_support.h"
+#include "io_test_support.h"
 
 namespace oscar::io {
 namespace {
@@ -163,105 +163,93 @@ TEST(SglangDump, NanIsPassedOn) {
 
 // ---- malformed dumps: one InputError line naming the file ----------------------------------------------
 
-TEST(SglangDumpErrors, MissingLayer) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--layers 4 --chunks 2 --drop-layer 2");
+/// Each case gets a scratch directory of its own, usually to make a good synthetic dump in and then damage it.
+class SglangDumpErrors : public ::testing::Test {
+ protected:
+  /// make_synthetic_dump(<scratch>/dump, options); returns the dump's path.
+  std::string make_dump(const std::string& options) const {
+    const std::string dump = scratch_ / "dump";
+    test::make_synthetic_dump(dump, options);
+    return dump;
+  }
+
+  TempDir scratch_;
+};
+
+TEST_F(SglangDumpErrors, MissingLayer) {
+  const std::string dump = make_dump("--layers 4 --chunks 2 --drop-layer 2");
   expect_open_error(dump, {dump + ": missing layer_2"});
 }
 
-TEST(SglangDumpErrors, HeadCountMismatchNamesBothFiles) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 4 --bad-heads 2:3");
+TEST_F(SglangDumpErrors, HeadCountMismatchNamesBothFiles) {
+  const std::string dump = make_dump("--chunks 4 --bad-heads 2:3");
   expect_open_error(dump, {dump + "/layer_2/k/3.pt: shape [59, 3, 16] disagrees with [53, 2, 16] of " + dump +
                            "/layer_0/k/1.pt"});
 }
 
-TEST(SglangDumpErrors, TruncatedChunk) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 3 --truncate 1:2:v");
+TEST_F(SglangDumpErrors, TruncatedChunk) {
+  const std::string dump = make_dump("--chunks 3 --truncate 1:2:v");
   expect_open_error(dump, {dump + "/layer_1/v/2.pt"});
 }
 
-TEST(SglangDumpErrors, GarbageFile) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 3");
+TEST_F(SglangDumpErrors, GarbageFile) {
+  const std::string dump = make_dump("--chunks 3");
   test::write_text_file(dump + "/layer_0/q/2.pt", "this is not a torch.save file\n");
   expect_open_error(dump, {dump + "/layer_0/q/2.pt"});
 }
 
-TEST(SglangDumpErrors, MissingKDirectory) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 2");
+TEST_F(SglangDumpErrors, MissingKDirectory) {
+  const std::string dump = make_dump("--chunks 2");
   fs::remove_all(dump + "/layer_1/k");
   expect_open_error(dump, {dump + "/layer_1/k", "missing"});
 }
 
-TEST(SglangDumpErrors, ChunkMissingForOneProjection) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 4");
+TEST_F(SglangDumpErrors, ChunkMissingForOneProjection) {
+  const std::string dump = make_dump("--chunks 4");
   fs::remove(dump + "/layer_2/v/3.pt");
   expect_open_error(dump, {dump + "/layer_2/v/3.pt: missing"});
 }
 
-TEST(SglangDumpErrors, SeqLensSumMismatch) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 3");
-  torch_save(scratch, dump + "/layer_0/seq_lens/2.pt", "torch.tensor([1, 2], dtype=torch.int32)");
+TEST_F(SglangDumpErrors, SeqLensSumMismatch) {
+  const std::string dump = make_dump("--chunks 3");
+  torch_save(scratch_, dump + "/layer_0/seq_lens/2.pt", "torch.tensor([1, 2], dtype=torch.int32)");
   expect_open_error(dump, {dump + "/layer_0/seq_lens/2.pt", "sum to 3", "56 tokens"});
 }
 
-TEST(SglangDumpErrors, TokenCountDiffersBetweenProjections) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 3");
-  torch_save(scratch, dump + "/layer_1/k/2.pt", "torch.zeros(55, 2, 16, dtype=torch.bfloat16)");
+TEST_F(SglangDumpErrors, TokenCountDiffersBetweenProjections) {
+  const std::string dump = make_dump("--chunks 3");
+  torch_save(scratch_, dump + "/layer_1/k/2.pt", "torch.zeros(55, 2, 16, dtype=torch.bfloat16)");
   expect_open_error(dump, {dump + "/layer_1/k/2.pt", "55 tokens"});
 }
 
-TEST(SglangDumpErrors, QueryHeadsNotAMultipleOfKvHeads) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 1 --layers 1 --q-heads 4 --kv-heads 4");
-  torch_save(scratch, dump + "/layer_0/q/1.pt", "torch.zeros(53, 6, 16, dtype=torch.bfloat16)");
+TEST_F(SglangDumpErrors, QueryHeadsNotAMultipleOfKvHeads) {
+  const std::string dump = make_dump("--chunks 1 --layers 1 --q-heads 4 --kv-heads 4");
+  torch_save(scratch_, dump + "/layer_0/q/1.pt", "torch.zeros(53, 6, 16, dtype=torch.bfloat16)");
   expect_open_error(dump, {dump + "/layer_0/q/1.pt", "not a multiple"});
 }
 
-TEST(SglangDumpErrors, DtypeMixedWithinDump) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 3");
-  torch_save(scratch, dump + "/layer_1/v/2.pt", "torch.zeros(56, 2, 16, dtype=torch.float16)");
+TEST_F(SglangDumpErrors, DtypeMixedWithinDump) {
+  const std::string dump = make_dump("--chunks 3");
+  torch_save(scratch_, dump + "/layer_1/v/2.pt", "torch.zeros(56, 2, 16, dtype=torch.float16)");
   expect_open_error(dump, {dump + "/layer_1/v/2.pt", "float16", "bfloat16"});
 }
 
-TEST(SglangDumpErrors, StrayFileInChunkDirectory) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 2");
+TEST_F(SglangDumpErrors, StrayFileInChunkDirectory) {
+  const std::string dump = make_dump("--chunks 2");
   test::write_text_file(dump + "/layer_0/q/notes.txt", "hello");
   expect_open_error(dump, {dump + "/layer_0/q/notes.txt"});
 }
 
-TEST(SglangDumpErrors, NotADump) {
-  TempDir scratch;
-  fs::create_directories(scratch / "empty");
-  expect_open_error(scratch / "empty", {scratch / "empty", "no layer_"});
-  expect_open_error(scratch / "nowhere", {scratch / "nowhere", "no such file"});
-  test::write_text_file(scratch / "notes.txt", "hello");
-  expect_open_error(scratch / "notes.txt", {scratch / "notes.txt", "not an activation dump"});
+TEST_F(SglangDumpErrors, NotADump) {
+  fs::create_directories(scratch_ / "empty");
+  expect_open_error(scratch_ / "empty", {scratch_ / "empty", "no layer_"});
+  expect_open_error(scratch_ / "nowhere", {scratch_ / "nowhere", "no such file"});
+  test::write_text_file(scratch_ / "notes.txt", "hello");
+  expect_open_error(scratch_ / "notes.txt", {scratch_ / "notes.txt", "not an activation dump"});
 }
 
-TEST(SglangDumpErrors, ReadRechecksFilesChangedAfterOpen) {
-  TempDir scratch;
-  const std::string dump = scratch / "dump";
-  test::make_synthetic_dump(dump, "--chunks 3");
+TEST_F(SglangDumpErrors, ReadRechecksFilesChangedAfterOpen) {
+  const std::string dump = make_dump("--chunks 3");
   const auto source = open_activation_dump(dump, {});
 
   // A valid tensor of another shape (chunk 3 has more tokens than chunk 2).

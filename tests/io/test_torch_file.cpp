@@ -1,7 +1,5 @@
 // torch.save files: zip container, pickle reader/writer, single-tensor files; checked against Python torch.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <sys/wait.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -19,6 +17,7 @@
 #include "io/pickle.h"
 #include "io/torch_file.h"
 #include "io/zip_archive.h"
+#include "io_test_support.h"
 
 namespace oscar::io {
 namespace {
@@ -26,56 +25,14 @@ namespace {
 namespace fs = std::filesystem;
 using pickle::Kind;
 using pickle::ValuePtr;
+using test::PythonRun;
+using test::read_bytes;
+using test::read_torch_record;
+using test::TempDir;
+using test::write_bytes;
 
 const std::string kZooDir = std::string(OSCAR_SHARED_DATA) + "/rotationzoo/qwen3-4b-thinking-2507/";
 const std::string kZooKeyFile = kZooDir + "k_rotation_qqt_r_h_pbr.pt";
-const std::string kHelper = std::string(OSCAR_SOURCE_DIR) + "/tests/python/torch_roundtrip.py";
-
-// A fresh directory under the test temp dir, removed with everything in it.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = ::testing::TempDir() + "/oscar_torch_file_XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::vector<std::uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-}
-
-struct PythonRun {
-  int status = -1;
-  std::string output;
-};
-
-// Runs tests/python/torch_roundtrip.py with the Debian python; stdout and stderr come back together.
-PythonRun run_helper(const std::vector<std::string>& args) {
-  std::string command = std::string(OSCAR_SYSTEM_PYTHON) + " '" + kHelper + "'";
-  for (const std::string& arg : args) command += " '" + arg + "'";
-  command += " 2>&1";
-  PythonRun run;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return run;
-  char buffer[4096];
-  while (std::size_t got = std::fread(buffer, 1, sizeof buffer, pipe)) run.output.append(buffer, got);
-  const int status = ::pclose(pipe);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
 
 // Expects `action` to throw InputError whose message names `path` (and contains `fragment`).
 void expect_input_error(const std::function<void()>& action, const std::string& path, const std::string& fragment = "") {
@@ -162,11 +119,6 @@ HostTensor pattern_tensor(DType dtype, std::vector<std::int64_t> shape) {
   return tensor;
 }
 
-std::vector<std::uint8_t> record_bytes(const std::string& path, const std::string& record) {
-  const TorchArchive archive(path);
-  return archive.zip().read(archive.record(record));
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Zip reader on the real zoo file
 // ---------------------------------------------------------------------------------------------------------
@@ -203,7 +155,7 @@ TEST(ZipReader, ReadsARangeWithoutTheWholeEntry) {
 TEST(ZipReader, UnderstandsZip64ExtraFields) {
   // One stored entry whose central directory sizes and offset are saturated and continued in a zip64
   // extra field, with zip64 end records: the layout miniz uses for archives past 4 GiB.
-  ScratchDir dir;
+  TempDir dir;
   const std::string name = "archive/data.pkl";
   const std::string payload = "hello zip64";
   std::string zip;
@@ -226,7 +178,7 @@ TEST(ZipReader, UnderstandsZip64ExtraFields) {
   le(directory_size, 8); le(directory_offset, 8);
   le(0x07064b50, 4); le(0, 4); le(zip64_end, 8); le(1, 4);
   le(0x06054b50, 4); le(0, 2); le(0, 2); le(0xffff, 2); le(0xffff, 2); le(0xffffffff, 4); le(0xffffffff, 4); le(0, 2);
-  const std::string path = dir.file("zip64.pt");
+  const std::string path = dir / "zip64.pt";
   write_bytes(path, std::vector<std::uint8_t>(zip.begin(), zip.end()));
 
   const ZipReader reader(path);
@@ -236,8 +188,8 @@ TEST(ZipReader, UnderstandsZip64ExtraFields) {
 }
 
 TEST(ZipReader, RefusesCompressedEntries) {
-  ScratchDir dir;
-  const std::string path = dir.file("deflated.pt");
+  TempDir dir;
+  const std::string path = dir / "deflated.pt";
   write_torch_tensor(path, pattern_tensor(DType::kFloat32, {4}));
   std::vector<std::uint8_t> bytes = read_bytes(path);
   const std::uint8_t central_signature[] = {'P', 'K', 1, 2};
@@ -272,15 +224,15 @@ TEST(Pickle, ReadsTheZooPickle) {
 }
 
 TEST(Pickle, RewritesTheZooPickleByteForByte) {
-  const std::vector<std::uint8_t> original = record_bytes(kZooKeyFile, "data.pkl");
+  const std::vector<std::uint8_t> original = read_torch_record(kZooKeyFile, "data.pkl");
   const ValuePtr root = pickle::unpickle(original.data(), original.size(), "zoo");
   const std::string rewritten = pickle::pickle_protocol2(*root);
   EXPECT_EQ(rewritten, std::string(original.begin(), original.end()));
 }
 
 TEST(Pickle, MatchesPythonPickleProtocol2) {
-  ScratchDir dir;
-  const PythonRun run = run_helper({"pickle-cases", dir.path()});
+  TempDir dir;
+  const PythonRun run = test::run_torch_roundtrip({"pickle-cases", dir.path()});
   ASSERT_EQ(run.status, 0) << run.output;
   int cases = 0;
   for (const auto& file : fs::directory_iterator(dir.path())) {
@@ -288,7 +240,7 @@ TEST(Pickle, MatchesPythonPickleProtocol2) {
     ++cases;
     const std::string stem = file.path().stem().string();
     const std::vector<std::uint8_t> protocol2 = read_bytes(file.path().string());
-    const std::vector<std::uint8_t> protocol4 = read_bytes(dir.file(stem + ".p4"));
+    const std::vector<std::uint8_t> protocol4 = read_bytes(dir / (stem + ".p4"));
     const std::string expected(protocol2.begin(), protocol2.end());
     // Reading either protocol and writing protocol 2 gives exactly Python's protocol-2 bytes.
     EXPECT_EQ(pickle::pickle_protocol2(*pickle::unpickle(protocol2.data(), protocol2.size(), stem)), expected) << stem;
@@ -314,7 +266,7 @@ TEST(Pickle, MatchesPythonPickleProtocol2) {
   containers->add(pickle::make_string("empty"), pickle::make_dict());
   containers->add(pickle::make_string("empty_list"), pickle::make_list({}));
   containers->add(pickle::make_string("shared"), pickle::make_list({shared, shared}));
-  const std::vector<std::uint8_t> expected = read_bytes(dir.file("containers.p2"));
+  const std::vector<std::uint8_t> expected = read_bytes(dir / "containers.p2");
   EXPECT_EQ(pickle::pickle_protocol2(*containers), std::string(expected.begin(), expected.end()));
 }
 
@@ -391,7 +343,7 @@ TEST(Pickle, NeverCrashesOnRandomStreams) {
 }
 
 TEST(Pickle, NeverCrashesOnMutatedTorchPickles) {
-  const std::vector<std::uint8_t> original = record_bytes(kZooKeyFile, "data.pkl");
+  const std::vector<std::uint8_t> original = read_torch_record(kZooKeyFile, "data.pkl");
   std::mt19937 random(7);
   for (int round = 0; round < 3000; ++round) {
     std::vector<std::uint8_t> bytes = original;
@@ -410,35 +362,35 @@ TEST(Pickle, NeverCrashesOnMutatedTorchPickles) {
 // ---------------------------------------------------------------------------------------------------------
 
 TEST(TorchFile, ReadsTensorsPythonWrote) {
-  ScratchDir dir;
-  const PythonRun run = run_helper({"save-tensors", dir.path()});
+  TempDir dir;
+  const PythonRun run = test::run_torch_roundtrip({"save-tensors", dir.path()});
   ASSERT_EQ(run.status, 0) << run.output;
   for (const std::string name : {"bf16", "fp16", "fp32", "fp64", "int32", "int64", "scalar", "empty", "bf16_big",
                                  "view_offset", "requires_grad", "proto4"}) {
-    const std::string path = dir.file(name + ".pt");
-    const Expected expected = read_expect(dir.file(std::string(name) + ".expect"));
+    const std::string path = dir / (name + ".pt");
+    const Expected expected = read_expect(dir / (std::string(name) + ".expect"));
     const TensorHeader header = read_torch_tensor_header(path);
     EXPECT_EQ(header.dtype, expected.dtype) << name;
     EXPECT_EQ(header.shape, expected.shape) << name;
     expect_matches(read_torch_tensor(path), expected, name);
   }
-  const std::string transposed = dir.file("transposed.pt");
+  const std::string transposed = dir / "transposed.pt";
   expect_input_error([&] { read_torch_tensor(transposed); }, transposed, "not C-contiguous");
   expect_input_error([&] { read_torch_tensor_header(transposed); }, transposed, "not C-contiguous");
 
   // A one-element dict: not a single tensor, but its tensor loads through the archive.
-  const std::string dict1 = dir.file("dict1.pt");
+  const std::string dict1 = dir / "dict1.pt";
   expect_input_error([&] { read_torch_tensor(dict1); }, dict1, "holds a dict");
   const TorchArchive archive(dict1);
   const ValuePtr root = archive.load_pickle();
   ASSERT_EQ(root->entries.size(), 1u);
   const pickle::Value* only = root->find("only");
   ASSERT_TRUE(only && only->is(Kind::kTensor));
-  expect_matches(archive.load_tensor(only->tensor), read_expect(dir.file("dict1.expect")), "dict1");
+  expect_matches(archive.load_tensor(only->tensor), read_expect(dir / "dict1.expect"), "dict1");
 }
 
 TEST(TorchFile, PythonLoadsWhatWeWrite) {
-  ScratchDir dir;
+  TempDir dir;
   const std::vector<std::pair<std::string, HostTensor>> tensors = {
       {"bf16", pattern_tensor(DType::kBFloat16, {6, 4, 8})},
       {"fp16", pattern_tensor(DType::kFloat16, {3, 2, 5})},
@@ -451,19 +403,19 @@ TEST(TorchFile, PythonLoadsWhatWeWrite) {
       {"large", pattern_tensor(DType::kBFloat16, {300, 8, 128})},  // sizes past BININT2, LONG_BINPUT-free
   };
   for (const auto& [name, tensor] : tensors) {
-    write_torch_tensor(dir.file(name + ".pt"), tensor);
-    write_expect(dir.file(name + ".expect"), tensor);
+    write_torch_tensor(dir / (name + ".pt"), tensor);
+    write_expect(dir / (name + ".expect"), tensor);
   }
-  const PythonRun run = run_helper({"check-tensors", dir.path()});
+  const PythonRun run = test::run_torch_roundtrip({"check-tensors", dir.path()});
   ASSERT_EQ(run.status, 0) << run.output;
 
   for (const auto& [name, tensor] : tensors) {
-    const std::string ours = dir.file(name + ".pt");
-    const std::string theirs = dir.file("py_" + name + ".pt");
+    const std::string ours = dir / (name + ".pt");
+    const std::string theirs = dir / ("py_" + name + ".pt");
     // Python torch.save of the same tensor: the same pickle and the same storage bytes.
-    EXPECT_EQ(record_bytes(ours, "data.pkl"), record_bytes(theirs, "data.pkl")) << name;
+    EXPECT_EQ(read_torch_record(ours, "data.pkl"), read_torch_record(theirs, "data.pkl")) << name;
     if (tensor.numel() > 0) {
-      EXPECT_EQ(record_bytes(ours, "data/0"), record_bytes(theirs, "data/0")) << name;
+      EXPECT_EQ(read_torch_record(ours, "data/0"), read_torch_record(theirs, "data/0")) << name;
     }
     // And our reader gets back exactly what was written.
     const HostTensor back = read_torch_tensor(ours);
@@ -474,8 +426,8 @@ TEST(TorchFile, PythonLoadsWhatWeWrite) {
 }
 
 TEST(TorchFile, WritesTorchSaveLayoutReproducibly) {
-  ScratchDir dir;
-  const std::string path = dir.file("chunk_7.pt");
+  TempDir dir;
+  const std::string path = dir / "chunk_7.pt";
   write_torch_tensor(path, pattern_tensor(DType::kBFloat16, {10, 2, 64}));
   const ZipReader zip(path);
   std::vector<std::string> names;
@@ -499,30 +451,30 @@ TEST(TorchFile, WritesTorchSaveLayoutReproducibly) {
 }
 
 TEST(TorchFile, FailedWriteLeavesNothing) {
-  ScratchDir dir;
-  EXPECT_THROW(write_torch_tensor(dir.file("missing/dir/x.pt"), pattern_tensor(DType::kFloat32, {2})), std::runtime_error);
+  TempDir dir;
+  EXPECT_THROW(write_torch_tensor(dir / "missing/dir/x.pt", pattern_tensor(DType::kFloat32, {2})), std::runtime_error);
   HostTensor inconsistent = pattern_tensor(DType::kFloat32, {4});
   inconsistent.bytes.resize(3);
-  EXPECT_THROW(write_torch_tensor(dir.file("bad.pt"), inconsistent), std::invalid_argument);
+  EXPECT_THROW(write_torch_tensor(dir / "bad.pt", inconsistent), std::invalid_argument);
   EXPECT_TRUE(fs::is_empty(dir.path()));
 }
 
 TEST(TorchFile, RefusesMissingAndNonFiles) {
-  ScratchDir dir;
-  const std::string missing = dir.file("absent.pt");
+  TempDir dir;
+  const std::string missing = dir / "absent.pt";
   expect_input_error([&] { read_torch_tensor(missing); }, missing, "cannot open");
   expect_input_error([&] { read_torch_tensor(dir.path()); }, dir.path(), "not a regular file");
-  const std::string empty = dir.file("empty.pt");
+  const std::string empty = dir / "empty.pt";
   write_bytes(empty, {});
   expect_input_error([&] { read_torch_tensor(empty); }, empty, "not a zip archive");
 }
 
 TEST(TorchFile, EveryTruncationIsAnInputError) {
-  ScratchDir dir;
-  const std::string source = dir.file("whole.pt");
+  TempDir dir;
+  const std::string source = dir / "whole.pt";
   write_torch_tensor(source, pattern_tensor(DType::kFloat16, {3, 5}));
   const std::vector<std::uint8_t> whole = read_bytes(source);
-  const std::string path = dir.file("cut.pt");
+  const std::string path = dir / "cut.pt";
   for (std::size_t length = 0; length < whole.size(); ++length) {
     write_bytes(path, std::vector<std::uint8_t>(whole.begin(), whole.begin() + std::ptrdiff_t(length)));
     expect_input_error([&] { read_torch_tensor(path); }, path);
@@ -531,12 +483,12 @@ TEST(TorchFile, EveryTruncationIsAnInputError) {
 }
 
 TEST(TorchFile, CorruptedBytesNeverCrash) {
-  ScratchDir dir;
-  const std::string source = dir.file("whole.pt");
+  TempDir dir;
+  const std::string source = dir / "whole.pt";
   const HostTensor tensor = pattern_tensor(DType::kInt32, {6});
   write_torch_tensor(source, tensor);
   const std::vector<std::uint8_t> whole = read_bytes(source);
-  const std::string path = dir.file("corrupt.pt");
+  const std::string path = dir / "corrupt.pt";
   int refused = 0;
   for (std::size_t position = 0; position < whole.size(); ++position) {
     for (std::uint8_t change : {std::uint8_t(0xff), std::uint8_t(0x01), std::uint8_t(0x80)}) {
@@ -557,8 +509,8 @@ TEST(TorchFile, CorruptedBytesNeverCrash) {
 }
 
 TEST(TorchFile, RandomGarbageIsAnInputError) {
-  ScratchDir dir;
-  const std::string path = dir.file("garbage.pt");
+  TempDir dir;
+  const std::string path = dir / "garbage.pt";
   std::mt19937 random(3);
   for (int round = 0; round < 300; ++round) {
     std::vector<std::uint8_t> bytes(random() % 3000);

@@ -1,5 +1,6 @@
-// Test support: temporary directories, running the Debian python, and synthetic SGLang dumps made by
-// tests/python/make_synthetic_dump.py at test time (no binary fixtures in the repository).
+// Support shared by the io tests: temporary directories, whole-file bytes, running the Debian python (with
+// torch and h5py) on our helper scripts, and synthetic SGLang dumps made by tests/python/make_synthetic_dump.py
+// at test time (no binary fixtures in the repository).
 #pragma once
 
 #include <sys/wait.h>
@@ -10,10 +11,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "io/zip_archive.h"
 
 namespace oscar::test {
 
@@ -39,6 +43,22 @@ class TempDir {
   std::string path_;
 };
 
+inline std::vector<std::uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+inline void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+/// The bytes of record "<root>/<name>" of a torch.save file.
+inline std::vector<std::uint8_t> read_torch_record(const std::string& path, const std::string& name) {
+  const io::TorchArchive archive(path);
+  return archive.zip().read(archive.record(name));
+}
+
 inline std::string shell_quote(const std::string& text) {
   std::string quoted = "'";
   for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -49,6 +69,27 @@ inline std::string shell_quote(const std::string& text) {
 inline int run_command(const std::string& command) {
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct PythonRun {
+  int status = -1;     ///< exit status, -1 if python did not exit normally
+  std::string output;  ///< stdout and stderr together, for failure messages
+};
+
+/// Runs tests/python/torch_roundtrip.py with the Debian python; argv[1:] = args.
+inline PythonRun run_torch_roundtrip(const std::vector<std::string>& args) {
+  std::string command = std::string(OSCAR_SYSTEM_PYTHON) + " " +
+                        shell_quote(std::string(OSCAR_SOURCE_DIR) + "/tests/python/torch_roundtrip.py");
+  for (const std::string& arg : args) command += " " + shell_quote(arg);
+  command += " 2>&1";
+  PythonRun run;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return run;
+  char buffer[4096];
+  while (std::size_t got = std::fread(buffer, 1, sizeof buffer, pipe)) run.output.append(buffer, got);
+  const int status = ::pclose(pipe);
+  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
 }
 
 /// Runs a python program (written to a file next to the data it works on) with the Debian python that has

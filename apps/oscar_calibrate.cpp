@@ -1,10 +1,9 @@
 // oscar-calibrate: fits OSCAR K/V rotations from captured Q/K/V activations and writes RotationZoo files.
 // Only option parsing lives here; the work is in lib/calib (calibration_job.h) and lib/io.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <malloc.h>
 
 #include <cstdio>
 #include <thread>
@@ -20,82 +19,86 @@ namespace {
 
 using namespace oscar;
 
-struct CommonFlags {
-  int verbosity = 0;
-  bool quiet = false;
+/// Options shared by every command that reads a dump, as parsed.
+struct DumpFlags {
+  calib::DumpRequest request;
+  bool skip_nonfinite = false;
+
+  calib::DumpRequest finish(bool quiet) const {
+    calib::DumpRequest finished = request;
+    finished.nonfinite = skip_nonfinite ? calib::NonfinitePolicy::kSkip : calib::NonfinitePolicy::kError;
+    finished.show_progress = !quiet;
+    return finished;
+  }
 };
 
-std::string join(const std::vector<std::string>& items) {
-  std::string text;
-  for (const auto& item : items) text += (text.empty() ? "" : "|") + item;
-  return text;
-}
+/// Fitting options shared by the default command and merge, as parsed.
+struct FitFlags {
+  std::string method = "qqt_sst";
+  std::string composition = "r_h_pbr";
+  std::string granularity = "layer";
+  int group_size = 0;
 
-/// Options every command that reads a dump shares.
-void add_dump_options(CLI::App& command, calib::DumpRequest& input, bool& skip_nonfinite, std::string& chunks) {
-  command.add_option("--from-dump", input.dump_path, "SGLang dump directory (layer_<L>/{q,k,v}/<chunk>.pt) or .h5 dump");
-  command.add_option("--layers", input.layers, "Layers to use: A:B (half-open), A: or A; default all");
-  command.add_flag("--include-chunk0", input.include_chunk0, "Use chunk 0 (the SGLang warm-up batch, skipped by default)");
-  command.add_option("--head-dim", input.head_dim_hint, "Head dimension, for dumps of 2-D [T, H*d] tensors");
-  command.add_option("--threads", input.threads, "Worker threads (default: all cores)")->check(CLI::Range(1, 1024));
-  command.add_flag("--skip-nonfinite", skip_nonfinite, "Drop tokens with NaN/Inf instead of failing (counted and reported)");
-  command.add_option("--chunks", chunks, "Only chunks with ids in [A, B) (a token shard), as A:B");
-  command.add_option("--tp-rank", input.tp_rank, "Tensor-parallel rank whose heads the dump holds");
-  command.add_option("--tp-size", input.tp_size, "Tensor-parallel ranks (the dump holds 1/tp-size of the heads)");
-}
-
-void add_fit_options(CLI::App& command, calib::FitOptions& fit, std::string& composition, std::string& granularity,
-                     int& group_size) {
-  command.add_option("--method", fit.method, "Covariances to fit")->check(CLI::IsMember(calib::method_names()))
-      ->capture_default_str();
-  command.add_option("--composition", composition, "Rotation composition (" + join(linalg::composition_names()) + ")")
-      ->check(CLI::IsMember(linalg::composition_names()))->capture_default_str();
-  command.add_option("--granularity", granularity, "One rotation per layer (format 1) or per KV head (format 2)")
-      ->check(CLI::IsMember({"layer", "kv-head"}))->capture_default_str();
-  command.add_option("--group-size", group_size, "INT2 group size recorded in the tag (default: head dim)");
-}
-
-std::optional<std::pair<int, int>> parse_chunk_range(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  const auto colon = text.find(':');
-  if (colon == std::string::npos) throw CLI::ValidationError("--chunks", "expected A:B");
-  try {
-    return std::make_pair(std::stoi(text.substr(0, colon)), std::stoi(text.substr(colon + 1)));
-  } catch (const std::exception&) {
-    throw CLI::ValidationError("--chunks", "expected A:B, got " + text);
+  calib::FitOptions finish() const {
+    return {method, linalg::parse_composition(composition), calib::parse_granularity(granularity)};
   }
+};
+
+std::vector<std::string> fitted_methods() {
+  std::vector<std::string> methods = calib::method_names();
+  methods.pop_back();  // "hadamard" fits nothing
+  return methods;
 }
 
-void finish_dump_request(calib::DumpRequest& input, bool skip_nonfinite, const std::string& chunks, bool quiet) {
-  input.nonfinite = skip_nonfinite ? calib::NonfinitePolicy::kSkip : calib::NonfinitePolicy::kError;
-  input.chunk_range = parse_chunk_range(chunks);
-  input.show_progress = !quiet;
+void add_dump_options(CLI::App& command, DumpFlags& flags, bool sharding) {
+  auto& request = flags.request;
+  request.threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  command.add_option("--from-dump", request.dump_path, "SGLang dump directory (layer_<L>/{q,k,v}/<chunk>.pt) or .h5 dump");
+  command.add_option("--layers", request.layers, "Layers to use: A:B (half-open), A: or A; default all");
+  command.add_flag("--include-chunk0", request.include_chunk0, "Use chunk 0 (the SGLang warm-up batch, skipped by default)");
+  command.add_option("--head-dim", request.head_dim_hint, "Head dimension, for dumps of 2-D [T, H*d] tensors");
+  command.add_option("--threads", request.threads, "Worker threads (default: all cores)")->check(CLI::Range(1, 1024));
+  command.add_flag("--skip-nonfinite", flags.skip_nonfinite, "Drop tokens with NaN/Inf instead of failing (counted and reported)");
+  if (!sharding) return;
+  command.add_option("--chunks", request.chunks, "Only chunk ids in A:B (half-open), A: or A: a token shard");
+  command.add_option("--tp-rank", request.tp_rank, "Tensor-parallel rank whose heads the dump holds");
+  command.add_option("--tp-size", request.tp_size, "Tensor-parallel ranks (the dump holds 1/tp-size of the heads)");
 }
 
-/// Every option as given, for calibration.json (CLI11 renders them as a config file).
-nlohmann::json options_record(const CLI::App& app, const CLI::App* command) {
+void add_fit_options(CLI::App& command, FitFlags& flags, std::vector<std::string> methods) {
+  command.add_option("--method", flags.method, "Covariances to fit")->check(CLI::IsMember(methods))->capture_default_str();
+  command.add_option("--composition", flags.composition, "Rotation composition")
+      ->check(CLI::IsMember(linalg::composition_names()))->capture_default_str();
+  command.add_option("--granularity", flags.granularity, "One rotation per layer (format 1) or per KV head (format 2)")
+      ->check(CLI::IsMember({"layer", "kv-head"}))->capture_default_str();
+  command.add_option("--group-size", flags.group_size, "INT2 group size recorded in the tag (default: head dim)");
+}
+
+/// Every option of `command` as given or defaulted, for calibration.json.
+nlohmann::json options_record(const CLI::App& command) {
   nlohmann::json record = nlohmann::json::object();
-  for (const CLI::App* scope : {&app, command}) {
-    if (!scope) continue;
-    for (const CLI::Option* option : scope->get_options()) {
-      if (option->get_name() == "--help" || option->get_name() == "--config" || option->get_lnames().empty()) continue;
-      const auto results = option->results();
-      const std::string name = option->get_lnames().front();
-      if (!results.empty()) {
-        record[name] = results.size() == 1 ? nlohmann::json(results.front()) : nlohmann::json(results);
-      } else if (!option->get_default_str().empty()) {
-        record[name] = option->get_default_str();  // the effective default
-      }
+  for (const CLI::Option* option : command.get_options()) {
+    if (option->get_lnames().empty() || option->get_name() == "--help" || option->get_name() == "--config") continue;
+    const std::string name = option->get_lnames().front();
+    const auto results = option->results();
+    if (!results.empty()) {
+      record[name] = results.size() == 1 ? nlohmann::json(results.front()) : nlohmann::json(results);
+    } else if (!option->get_default_str().empty()) {
+      record[name] = option->get_default_str();
     }
   }
   return record;
 }
 
-void configure_logging(const CommonFlags& flags) {
+void configure_logging(int verbosity, bool quiet) {
   auto logger = spdlog::stderr_color_mt("oscar-calibrate");
   logger->set_pattern("%^%l%$: %v");
   spdlog::set_default_logger(logger);
-  spdlog::set_level(flags.quiet ? spdlog::level::warn : flags.verbosity > 0 ? spdlog::level::debug : spdlog::level::info);
+  spdlog::set_level(quiet ? spdlog::level::warn : verbosity > 0 ? spdlog::level::debug : spdlog::level::info);
+}
+
+void require(bool condition, const std::string& option, const std::string& why) {
+  if (!condition) throw CLI::ValidationError(option, why);
 }
 
 }  // namespace
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
   // the next chunk of the same size does not page-fault its way through fresh zeroed memory again.
   mallopt(M_MMAP_THRESHOLD, 512 << 20);
   mallopt(M_TRIM_THRESHOLD, 1024 << 20);
+
   CLI::App app{"oscar-calibrate " + std::string(kVersion) +
                ": fit OSCAR KV-cache rotations from captured Q/K/V activations and write RotationZoo files\n"
                "  oscar-calibrate --from-dump DUMP --out DIR [--method qqt_sst] [--composition r_h_pbr]\n"
@@ -113,19 +117,18 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "Read options from a TOML file (keys are long option names)");
   app.require_subcommand(0, 1);
   app.option_defaults()->always_capture_default();
+  int verbosity = 0;
+  bool quiet = false;
+  app.add_flag("-v,--verbose", verbosity, "More log output (per-layer eigenvalue ranges)");
+  app.add_flag("-q,--quiet", quiet, "Only warnings and errors; no progress bar");
 
-  CommonFlags flags;
-  app.add_flag("-v,--verbose", flags.verbosity, "More log output (per-layer eigenvalue ranges)");
-  app.add_flag("-q,--quiet", flags.quiet, "Only warnings and errors; no progress bar");
-
-  // Default command: calibrate a dump (or write Hadamard rotations).
+  // Default command: calibrate a dump, or write Hadamard rotations.
+  DumpFlags dump_flags;
+  FitFlags fit_flags;
   calib::CalibrateRequest calibrate;
-  calibrate.input.threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  bool skip_nonfinite = false;
-  std::string chunks, composition = "r_h_pbr", granularity = "layer";
   int num_layers = 0;
-  add_dump_options(app, calibrate.input, skip_nonfinite, chunks);
-  add_fit_options(app, calibrate.fit, composition, granularity, calibrate.group_size);
+  add_dump_options(app, dump_flags, false);
+  add_fit_options(app, fit_flags, calib::method_names());
   app.add_option("--out", calibrate.out_dir, "Output directory for the .pt files and calibration.json");
   app.add_option("--num-layers", num_layers, "Layers to emit with --method hadamard (no input needed)");
   app.add_option("--checkpoint", calibrate.checkpoint_path, "Save accumulator state to this .h5 file while running");
@@ -133,78 +136,77 @@ int main(int argc, char** argv) {
   app.add_flag("--resume", calibrate.resume, "Continue from --checkpoint when it exists");
   app.add_flag("!--no-hash", calibrate.hash_inputs, "Do not record SHA-256 digests of the input files");
 
-  // accumulate: a shard into a state file.
   CLI::App* accumulate = app.add_subcommand("accumulate", "Accumulate statistics of a dump (or a shard of it) into a state file");
+  DumpFlags accumulate_flags;
   calib::AccumulateRequest accumulate_request;
-  accumulate_request.input.threads = calibrate.input.threads;
-  bool accumulate_skip = false;
-  std::string accumulate_chunks, pass = "both";
-  add_dump_options(*accumulate, accumulate_request.input, accumulate_skip, accumulate_chunks);
-  accumulate->get_option("--from-dump")->required();
+  std::string pass = "both";
+  add_dump_options(*accumulate, accumulate_flags, true);
   accumulate->add_option("--method", accumulate_request.method, "Covariances the state will serve")
-      ->check(CLI::IsMember({"qqt_sst", "ktk_vtv", "qqt", "sst", "ktk", "vtv"}))->capture_default_str();
+      ->check(CLI::IsMember(fitted_methods()))->capture_default_str();
   accumulate->add_option("--pass", pass, "1: first pass only (token shards); 2: sst pass with --query-state; both")
       ->check(CLI::IsMember({"1", "2", "both"}))->capture_default_str();
   accumulate->add_option("--query-state", accumulate_request.query_state_path, "Merged first-pass state (for --pass 2)");
   accumulate->add_option("--state", accumulate_request.state_path, "Output state file (.h5)")->required();
 
-  // merge: states -> rotations.
   CLI::App* merge = app.add_subcommand("merge", "Merge shard state files and fit rotations");
+  FitFlags merge_fit_flags;
   calib::MergeRequest merge_request;
-  std::string merge_composition = "r_h_pbr", merge_granularity = "layer";
   merge->add_option("states", merge_request.state_paths, "State files from accumulate")->required();
-  add_fit_options(*merge, merge_request.fit, merge_composition, merge_granularity, merge_request.group_size);
+  add_fit_options(*merge, merge_fit_flags, fitted_methods());
   merge->add_option("--out", merge_request.out_dir, "Output directory for rotations and calibration.json");
   merge->add_option("--state-out", merge_request.state_out_path, "Also write the merged state (.h5)");
+  merge->add_flag("--allow-partial", merge_request.allow_partial, "Fit even if shards (layers, chunks, passes) are missing");
 
-  // convert: between dump layouts.
   CLI::App* convert = app.add_subcommand("convert", "Convert an activation dump between the SGLang layout and HDF5");
   std::string convert_source, convert_destination;
   convert->add_option("--from-dump", convert_source, "Source dump (directory or .h5)")->required();
   convert->add_option("--to", convert_destination, "Destination: a .h5 file or a new directory")->required();
+
+  for (CLI::App* command : {accumulate, merge, convert}) command->fallthrough();  // -v/-q after the command
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? kExitOk : kExitUsage;
   }
-  configure_logging(flags);
+  configure_logging(verbosity, quiet);
 
   try {
     if (accumulate->parsed()) {
-      finish_dump_request(accumulate_request.input, accumulate_skip, accumulate_chunks, flags.quiet);
+      require(!accumulate_flags.request.dump_path.empty(), "--from-dump", "required");
+      accumulate_request.input = accumulate_flags.finish(quiet);
       accumulate_request.passes = pass == "1" ? calib::Passes::kFirst : pass == "2" ? calib::Passes::kSecond : calib::Passes::kBoth;
       calib::run_accumulate(accumulate_request);
     } else if (merge->parsed()) {
-      if (merge_request.out_dir.empty() && merge_request.state_out_path.empty()) {
-        throw CLI::ValidationError("merge", "give --out and/or --state-out");
-      }
-      merge_request.fit.composition = linalg::parse_composition(merge_composition);
-      merge_request.fit.granularity = calib::parse_granularity(merge_granularity);
-      merge_request.options_record = options_record(app, merge);
+      require(!merge_request.out_dir.empty() || !merge_request.state_out_path.empty(), "merge", "give --out and/or --state-out");
+      merge_request.fit = merge_fit_flags.finish();
+      merge_request.group_size = merge_fit_flags.group_size;
+      merge_request.options_record = options_record(*merge);
       calib::run_merge(merge_request);
     } else if (convert->parsed()) {
-      ProgressBar bar(!flags.quiet);
+      ProgressBar bar(!quiet);
       io::convert_dump(convert_source, convert_destination, {}, [&](const io::ConvertProgress& p) {
         bar.update(std::int64_t(p.chunks_done), std::int64_t(p.chunks_total), std::int64_t(p.chunks_done), "chunk",
                    "layer " + std::to_string(p.layer_id));
       });
-    } else if (calibrate.fit.method == "hadamard") {
-      if (calibrate.out_dir.empty()) throw CLI::ValidationError("--out", "required");
-      if (calibrate.input.head_dim_hint <= 0) throw CLI::ValidationError("--head-dim", "required with --method hadamard");
-      calib::run_hadamard(num_layers, calibrate.input.head_dim_hint, calibrate.out_dir, options_record(app, nullptr));
+    } else if (fit_flags.method == "hadamard") {
+      require(!calibrate.out_dir.empty(), "--out", "required");
+      calib::HadamardRequest hadamard{num_layers, dump_flags.request.head_dim_hint, dump_flags.request.dump_path,
+                                      calibrate.out_dir, options_record(app)};
+      calib::run_hadamard(hadamard);
     } else {
-      if (calibrate.input.dump_path.empty()) throw CLI::ValidationError("--from-dump", "required (or --method hadamard)");
-      if (calibrate.out_dir.empty()) throw CLI::ValidationError("--out", "required");
-      if (calibrate.resume && calibrate.checkpoint_path.empty()) throw CLI::ValidationError("--resume", "needs --checkpoint");
-      finish_dump_request(calibrate.input, skip_nonfinite, chunks, flags.quiet);
-      calibrate.fit.composition = linalg::parse_composition(composition);
-      calibrate.fit.granularity = calib::parse_granularity(granularity);
-      calibrate.options_record = options_record(app, nullptr);
+      require(!dump_flags.request.dump_path.empty(), "--from-dump", "required (or --method hadamard)");
+      require(!calibrate.out_dir.empty(), "--out", "required");
+      require(!calibrate.resume || !calibrate.checkpoint_path.empty(), "--resume", "needs --checkpoint");
+      require(calibrate.checkpoint_every_chunks == 0 || !calibrate.checkpoint_path.empty(), "--save-every", "needs --checkpoint");
+      calibrate.input = dump_flags.finish(quiet);
+      calibrate.fit = fit_flags.finish();
+      calibrate.group_size = fit_flags.group_size;
+      calibrate.options_record = options_record(app);
       calib::run_calibrate(calibrate);
     }
   } catch (const CLI::Error& error) {
-    std::fprintf(stderr, "oscar-calibrate: error: %s: %s\n", error.get_name().c_str(), error.what());
+    std::fprintf(stderr, "oscar-calibrate: error: %s\n", error.what());
     return kExitUsage;
   } catch (const UsageError& error) {
     std::fprintf(stderr, "oscar-calibrate: error: %s\n", error.what());

@@ -4,10 +4,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
 
 #include "calib/state_file.h"
 #include "core/error.h"
 #include "core/progress_bar.h"
+#include "linalg/hadamard.h"
 
 namespace oscar::calib {
 
@@ -33,6 +35,7 @@ CalibrationState empty_state(const io::ActivationDump& dump, const DumpRequest& 
                     dump.geometry().head_dim};
   state.mask = mask;
   state.source = request.dump_path;
+  state.dump_layout = describe_dump(dump);
   return state;
 }
 
@@ -42,11 +45,25 @@ AccumulationOptions accumulation_options(const io::ActivationDump& dump, const D
   }
   AccumulationOptions options;
   options.layer_ids = parse_layer_selection(request.layers, dump.layer_ids());
-  options.chunk_range = request.chunk_range;
+  if (!request.chunks.empty()) options.chunk_range = parse_id_range(request.chunks, "--chunks");
   options.kv_head_offset = request.tp_rank * dump.geometry().num_kv_heads;
   options.threads = request.threads;
   options.nonfinite = request.nonfinite;
+  for (int layer_id : options.layer_ids) {
+    if (selected_chunks(dump, layer_id, options).empty()) {
+      throw UsageError("--chunks " + request.chunks + " selects no chunk of layer " + std::to_string(layer_id));
+    }
+  }
   return options;
+}
+
+/// Rotations need H and P, which need a power-of-two head dimension; say so before any work is done.
+void require_composable(const io::ActivationDump& dump, const FitOptions& fit) {
+  const int d = dump.geometry().head_dim;
+  if (fit.composition != linalg::Composition::kPlain && !linalg::is_power_of_two(d)) {
+    throw InputError(dump.path() + ": head_dim " + std::to_string(d) + " is not a power of two, which --composition " +
+                     linalg::composition_name(fit.composition) + " needs (only plain works)");
+  }
 }
 
 void accumulate_with_progress(const io::ActivationDump& dump, const AccumulationOptions& options,
@@ -58,17 +75,20 @@ void accumulate_with_progress(const io::ActivationDump& dump, const Accumulation
   });
 }
 
-std::int64_t sequences_in(const io::ActivationDump& dump, int layer_id, const AccumulationOptions& options) {
-  std::int64_t sequences = 0;
-  for (int chunk_id : selected_chunks(dump, layer_id, options)) sequences += std::int64_t(dump.seq_lens(layer_id, chunk_id).size());
-  return sequences;
+/// A checkpoint or query state must come from the same dump, heads and method as the run using it.
+CalibrationState load_matching_state(const std::string& path, const CalibrationState& fresh, bool same_mask) {
+  CalibrationState loaded = load_state(path);
+  require_same_source(fresh, loaded, path);
+  if (same_mask && !(loaded.mask == fresh.mask)) throw InputError(path + ": made with another --method");
+  if (!same_mask && !loaded.mask.query) throw InputError(path + ": holds no query statistics");
+  return loaded;
 }
 
 std::int64_t tokens_of(const CalibrationState& state, int layer_id) {
   const auto found = state.heads.find({layer_id, 0});
   if (found == state.heads.end()) return 0;
   const HeadStatistics& head = found->second;
-  return std::max({head.query_tokens, head.key_value_tokens, head.weighted_tokens}) + 0;
+  return std::max({head.query_tokens, head.key_value_tokens, head.weighted_tokens});
 }
 
 std::int64_t skipped_in(const CalibrationState& state) {
@@ -105,25 +125,30 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
+std::pair<int, int> parse_id_range(const std::string& spec, const std::string& option) {
+  const auto colon = spec.find(':');
+  const auto parse = [&](const std::string& text) {
+    std::size_t used = 0;
+    int value = -1;
+    try {
+      value = std::stoi(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size() || value < 0) {
+      throw UsageError(option + " '" + spec + "' is not A:B, A: or A (non-negative ids)");
+    }
+    return value;
+  };
+  const int first = parse(spec.substr(0, colon));
+  if (colon == std::string::npos) return {first, first + 1};
+  if (colon + 1 == spec.size()) return {first, std::numeric_limits<int>::max()};
+  return {first, parse(spec.substr(colon + 1))};
+}
+
 std::vector<int> parse_layer_selection(const std::string& spec, const std::vector<int>& available) {
   if (spec.empty()) return available;
-  int first = 0, last = 0;
-  try {
-    const auto colon = spec.find(':');
-    std::size_t used = 0;
-    first = std::stoi(spec.substr(0, colon), &used);
-    if (used != (colon == std::string::npos ? spec.size() : colon)) throw std::invalid_argument(spec);
-    if (colon == std::string::npos) {
-      last = first + 1;
-    } else if (colon + 1 == spec.size()) {
-      last = available.empty() ? first : available.back() + 1;
-    } else {
-      last = std::stoi(spec.substr(colon + 1), &used);
-      if (used != spec.size() - colon - 1) throw std::invalid_argument(spec);
-    }
-  } catch (const std::exception&) {
-    throw UsageError("--layers '" + spec + "' is not A:B, A: or A");
-  }
+  const auto [first, last] = parse_id_range(spec, "--layers");
   std::vector<int> selected;
   for (int layer : available) {
     if (layer >= first && layer < last) selected.push_back(layer);
@@ -135,16 +160,13 @@ std::vector<int> parse_layer_selection(const std::string& spec, const std::vecto
 void run_calibrate(const CalibrateRequest& request) {
   const auto start = std::chrono::steady_clock::now();
   const auto dump = open_dump(request.input);
+  require_composable(*dump, request.fit);
   AccumulationOptions options = accumulation_options(*dump, request.input);
   options.checkpoint_path = request.checkpoint_path;
   options.checkpoint_every_chunks = request.checkpoint_every_chunks;
-  const StatisticsMask mask = statistics_for(method_targets(request.fit.method));
-  CalibrationState state = empty_state(*dump, request.input, mask);
-  if (request.resume && !request.checkpoint_path.empty() && fs::exists(request.checkpoint_path)) {
-    state = load_state(request.checkpoint_path);
-    if (!(state.geometry == empty_state(*dump, request.input, mask).geometry) || !(state.mask == mask)) {
-      throw InputError(request.checkpoint_path + ": checkpoint was made with other heads or another --method");
-    }
+  CalibrationState state = empty_state(*dump, request.input, statistics_for(method_targets(request.fit.method)));
+  if (request.resume && fs::exists(request.checkpoint_path)) {
+    state = load_matching_state(request.checkpoint_path, state, true);
     spdlog::info("resuming from {}", request.checkpoint_path);
   }
   accumulate_with_progress(*dump, options, state, request.input.show_progress);
@@ -154,32 +176,45 @@ void run_calibrate(const CalibrateRequest& request) {
   run.input_path = request.input.dump_path;
   if (request.hash_inputs) run.inputs = io::digest_inputs(request.input.dump_path, request.input.threads);
   run.tokens = tokens_of(state, options.layer_ids.front());
-  run.prompts = sequences_in(*dump, options.layer_ids.front(), options);
-  run.skipped_tokens = skipped_in(state);
+  run.prompts = state.sequences_in_layer(options.layer_ids.front());
+  run.skipped_entries = skipped_in(state);
   run.group_size = request.group_size > 0 ? request.group_size : state.geometry.head_dim;
   run.options = request.options_record;
   run.geometry = geometry_json(state, options.layer_ids.size());
   run.wall_seconds = seconds_since(start);
-  if (run.skipped_tokens > 0) spdlog::warn("skipped {} (token, head) entries with non-finite values", run.skipped_tokens);
+  if (run.skipped_entries > 0) {
+    spdlog::warn("dropped {} (token, kv head, layer) entries with non-finite values", run.skipped_entries);
+  }
   write_and_log(request.out_dir, outputs, calibration_record(run, outputs));
   spdlog::info("{} tokens per layer, {} layers, {:.2f} s", run.tokens, options.layer_ids.size(), seconds_since(start));
 }
 
-void run_hadamard(int num_layers, int head_dim, const std::string& out_dir, const nlohmann::json& options_record) {
-  if (num_layers <= 0) throw UsageError("--method hadamard needs --num-layers > 0");
-  std::vector<int> layer_ids(static_cast<std::size_t>(num_layers));
-  for (int i = 0; i < num_layers; ++i) layer_ids[std::size_t(i)] = i;
-  std::vector<OutputFile> outputs;
-  try {
-    outputs = hadamard_outputs(layer_ids, head_dim);
-  } catch (const std::invalid_argument& error) {
-    throw UsageError(std::string("--head-dim: ") + error.what());
+void run_hadamard(const HadamardRequest& request) {
+  std::vector<int> layer_ids;
+  int head_dim = request.head_dim;
+  if (!request.dump_path.empty()) {
+    const auto dump = io::open_activation_dump(request.dump_path, {});
+    layer_ids = dump->layer_ids();
+    if (head_dim == 0) head_dim = dump->geometry().head_dim;
+    if (request.num_layers > 0 && request.num_layers != int(layer_ids.size())) {
+      throw UsageError("--num-layers " + std::to_string(request.num_layers) + " disagrees with the dump's " +
+                       std::to_string(layer_ids.size()) + " layers");
+    }
+  } else {
+    if (request.num_layers <= 0) throw UsageError("--method hadamard needs --num-layers > 0 (or --from-dump)");
+    if (head_dim <= 0) throw UsageError("--method hadamard needs --head-dim (or --from-dump)");
+    for (int i = 0; i < request.num_layers; ++i) layer_ids.push_back(i);
   }
+  if (!linalg::is_power_of_two(head_dim) || head_dim > linalg::kMaxHadamardSize) {
+    throw UsageError("--head-dim " + std::to_string(head_dim) + ": Hadamard needs a power of two up to 4096");
+  }
+  const auto outputs = hadamard_outputs(layer_ids, head_dim);
   RunRecord run;
-  run.options = options_record;
+  run.input_path = request.dump_path;
+  run.options = request.options_record;
   run.group_size = head_dim;
-  run.geometry = {{"num_layers", num_layers}, {"head_dim", head_dim}};
-  write_and_log(out_dir, outputs, calibration_record(run, outputs));
+  run.geometry = {{"num_layers", layer_ids.size()}, {"head_dim", head_dim}};
+  write_and_log(request.out_dir, outputs, calibration_record(run, outputs));
 }
 
 void run_accumulate(const AccumulateRequest& request) {
@@ -191,7 +226,7 @@ void run_accumulate(const AccumulateRequest& request) {
   if (request.passes == Passes::kSecond) {
     if (!state.mask.weighted_value) throw UsageError("--pass 2 only exists for methods with sst");
     if (request.query_state_path.empty()) throw UsageError("--pass 2 needs --query-state MERGED.h5");
-    query_reference = load_state(request.query_state_path);
+    query_reference = load_matching_state(request.query_state_path, state, false);
     options.query_reference = &query_reference;
   }
   accumulate_with_progress(*dump, options, state, request.input.show_progress);
@@ -204,33 +239,45 @@ void run_merge(const MergeRequest& request) {
   std::vector<CalibrationState> states;
   for (const auto& path : request.state_paths) states.push_back(load_state(path));
   const CalibrationState merged = merge_states(states, request.state_paths);
+  const std::vector<int> layer_ids = merged.layer_ids();
+  if (layer_ids.empty()) throw InputError(request.state_paths.front() + ": the states hold no statistics");
+
   std::vector<OutputFile> outputs;
-  std::vector<int> layer_ids = merged.layer_ids();
   if (!request.out_dir.empty()) {
-    for (const FittingTarget& target : method_targets(request.fit.method)) {
-      const StatisticsMask needed = statistics_for({target});
-      if ((needed.query && !merged.mask.query) || (needed.key_value && !merged.mask.key_value) ||
-          (needed.weighted_value && !merged.mask.weighted_value)) {
-        throw InputError(request.state_paths.front() + ": states lack the statistics of --method " + request.fit.method);
-      }
+    const StatisticsMask needed = statistics_for(method_targets(request.fit.method));
+    if ((needed.query && !merged.mask.query) || (needed.key_value && !merged.mask.key_value) ||
+        (needed.weighted_value && !merged.mask.weighted_value)) {
+      throw InputError(request.state_paths.front() + ": states lack the statistics of --method " + request.fit.method);
     }
+    if (!request.allow_partial) merged.require_complete_dump();
     outputs = fit_outputs(merged, layer_ids, request.fit);
   }
+  // The merged state is staged next to its destination and renamed only once the rotations are written,
+  // so a failure leaves neither behind.
+  const std::string state_staging = request.state_out_path + ".staging";
+  if (!request.state_out_path.empty()) save_state(state_staging, merged);
+  try {
+    if (!request.out_dir.empty()) {
+      RunRecord run;
+      run.input_path = merged.source;
+      for (const auto& path : request.state_paths) run.inputs.push_back({path, fs::file_size(path), io::sha256_file(path)});
+      run.tokens = tokens_of(merged, layer_ids.front());
+      run.prompts = merged.sequences_in_layer(layer_ids.front());
+      run.skipped_entries = skipped_in(merged);
+      run.group_size = request.group_size > 0 ? request.group_size : merged.geometry.head_dim;
+      run.options = request.options_record;
+      run.geometry = geometry_json(merged, layer_ids.size());
+      run.wall_seconds = seconds_since(start);
+      write_and_log(request.out_dir, outputs, calibration_record(run, outputs));
+    }
+  } catch (...) {
+    if (!request.state_out_path.empty()) fs::remove(state_staging);
+    throw;
+  }
   if (!request.state_out_path.empty()) {
-    save_state(request.state_out_path, merged);
+    fs::rename(state_staging, request.state_out_path);
     spdlog::info("wrote {}", request.state_out_path);
   }
-  if (request.out_dir.empty()) return;
-  RunRecord run;
-  run.input_path = merged.source;
-  for (const auto& path : request.state_paths) run.inputs.push_back({path, fs::file_size(path), io::sha256_file(path)});
-  run.tokens = tokens_of(merged, layer_ids.front());
-  run.skipped_tokens = skipped_in(merged);
-  run.group_size = request.group_size > 0 ? request.group_size : merged.geometry.head_dim;
-  run.options = request.options_record;
-  run.geometry = geometry_json(merged, layer_ids.size());
-  run.wall_seconds = seconds_since(start);
-  write_and_log(request.out_dir, outputs, calibration_record(run, outputs));
 }
 
 }  // namespace oscar::calib

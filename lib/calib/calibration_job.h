@@ -4,7 +4,6 @@
 //   accumulate : dump shard -> state file          merge : state files -> rotation files (+ state)
 #pragma once
 
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +22,7 @@ struct DumpRequest {
   bool include_chunk0 = false;
   int head_dim_hint = 0;                          ///< for dumps of 2-D [T, H*d] tensors
   std::string layers;                             ///< "A:B" (half-open), "A:", "A"; "" = all
-  std::optional<std::pair<int, int>> chunk_range; ///< token shard
+  std::string chunks;                             ///< chunk ids, same syntax; "" = all (a token shard otherwise)
   int tp_rank = 0, tp_size = 1;                   ///< the dump holds this rank's heads
   int threads = 1;
   NonfinitePolicy nonfinite = NonfinitePolicy::kError;
@@ -55,15 +54,29 @@ struct MergeRequest {
   FitOptions fit;
   std::string out_dir;                ///< "" = write no rotations
   std::string state_out_path;         ///< "" = write no merged state
+  bool allow_partial = false;         ///< fit even when shards are missing (layers, chunks, passes)
   int group_size = 0;
   nlohmann::json options_record;
 };
 
-/// Parses a --layers value against the layers present. Throws UsageError when malformed or empty.
+struct HadamardRequest {
+  int num_layers = 0;                 ///< 0 = from the dump
+  int head_dim = 0;                   ///< 0 = from the dump
+  std::string dump_path;              ///< optional: where to take layer count and head_dim from
+  std::string out_dir;
+  nlohmann::json options_record;
+};
+
+/// Parses "A:B" (half-open), "A:" (to the end) or "A" into [first, last). Throws UsageError naming
+/// `option` when malformed.
+std::pair<int, int> parse_id_range(const std::string& spec, const std::string& option);
+
+/// The layers of `available` selected by a --layers value ("" = all). Throws UsageError when malformed
+/// or when it selects nothing.
 std::vector<int> parse_layer_selection(const std::string& spec, const std::vector<int>& available);
 
 void run_calibrate(const CalibrateRequest& request);
-void run_hadamard(int num_layers, int head_dim, const std::string& out_dir, const nlohmann::json& options_record);
+void run_hadamard(const HadamardRequest& request);
 void run_accumulate(const AccumulateRequest& request);
 void run_merge(const MergeRequest& request);
 

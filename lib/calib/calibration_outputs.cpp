@@ -51,9 +51,8 @@ std::vector<OutputFile> hadamard_outputs(const std::vector<int>& layer_ids, int 
   std::vector<OutputFile> outputs;
   for (Target target : {Target::kKey, Target::kValue}) {
     OutputFile output;
-    output.rotations = hadamard_rotations(layer_ids, head_dim);
+    output.rotations = hadamard_rotations(layer_ids, head_dim, &output.reports);
     output.name = rotation_file_name(target, output.rotations.objective);
-    for (int layer_id : layer_ids) output.reports.push_back({layer_id, 1.0, 1.0, 0.0});
     outputs.push_back(std::move(output));
   }
   return outputs;
@@ -82,7 +81,7 @@ nlohmann::json calibration_record(const RunRecord& run, const std::vector<Output
           {"geometry", run.geometry},
           {"tokens", run.tokens},
           {"prompts", run.prompts},
-          {"skipped_nonfinite_tokens", run.skipped_tokens},
+          {"skipped_nonfinite_entries", run.skipped_entries},
           {"tag", calibration_tag(run.tokens, run.prompts, run.group_size)},
           {"options", run.options},
           {"outputs", files},
@@ -102,9 +101,11 @@ void write_outputs(const std::string& out_dir, const std::vector<OutputFile>& ou
       staged.emplace_back(staging, final_path);
     }
     const fs::path record_staging = fs::path(out_dir) / (std::string(".staging.") + kRecordFileName);
-    std::ofstream(record_staging) << record.dump(2) << "\n";
-    if (!fs::exists(record_staging)) throw InputError(record_staging.string() + ": cannot write");
     staged.emplace_back(record_staging, fs::path(out_dir) / kRecordFileName);
+    std::ofstream record_file(record_staging);
+    record_file << record.dump(2) << "\n";
+    record_file.close();
+    if (!record_file) throw InputError(record_staging.string() + ": cannot write");
   } catch (...) {
     for (const auto& entry : staged) remove_quietly(entry.first);
     throw;

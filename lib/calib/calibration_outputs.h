@@ -44,7 +44,7 @@ struct RunRecord {
   std::string input_path;
   std::int64_t tokens = 0;    ///< per layer
   std::int64_t prompts = 0;   ///< sequences (from seq_lens; 0 when the dump has none)
-  std::int64_t skipped_tokens = 0;
+  std::int64_t skipped_entries = 0;  ///< (token, KV head, layer) entries dropped for non-finite values
   int group_size = 0;
   nlohmann::json options;     ///< every option as given
   nlohmann::json geometry;

@@ -23,9 +23,46 @@ std::vector<int> CalibrationState::layer_ids() const {
 void CalibrationState::require_complete_layer(int layer_id) const {
   for (int kv_head = 0; kv_head < geometry.num_kv_heads; ++kv_head) {
     if (!heads.count({layer_id, kv_head})) {
-      throw UsageError("layer " + std::to_string(layer_id) + " has no statistics for kv head " +
-                       std::to_string(kv_head) + " (merge the states of every tensor-parallel rank)");
+      throw InputError("layer " + std::to_string(layer_id) + " kv head " + std::to_string(kv_head) +
+                       " has no statistics (a shard is missing: merge every layer range and tensor-parallel rank)");
     }
+  }
+}
+
+void CalibrationState::require_complete_dump() const {
+  std::map<int, std::set<int>> chunks_of_layer;
+  for (const DumpChunk& chunk : dump_layout) chunks_of_layer[chunk.layer_id].insert(chunk.chunk_id);
+  for (const auto& [layer_id, chunks] : chunks_of_layer) {
+    require_complete_layer(layer_id);
+    for (int kv_head = 0; kv_head < geometry.num_kv_heads; ++kv_head) {
+      const HeadStatistics& head = heads.at({layer_id, kv_head});
+      const std::string where = "layer " + std::to_string(layer_id) + " kv head " + std::to_string(kv_head);
+      if (head.first_pass_chunks != chunks) {
+        throw InputError(where + ": the states cover " + std::to_string(head.first_pass_chunks.size()) + " of " +
+                         std::to_string(chunks.size()) + " chunks (a shard is missing; --allow-partial to fit anyway)");
+      }
+      if (mask.weighted_value && head.second_pass_chunks != chunks) {
+        throw InputError(where + ": the sst pass covers " + std::to_string(head.second_pass_chunks.size()) + " of " +
+                         std::to_string(chunks.size()) + " chunks (run --pass 2 on every shard)");
+      }
+    }
+  }
+}
+
+std::int64_t CalibrationState::sequences_in_layer(int layer_id) const {
+  const auto found = heads.find({layer_id, 0});
+  if (found == heads.end()) return 0;
+  std::int64_t sequences = 0;
+  for (const DumpChunk& chunk : dump_layout) {
+    if (chunk.layer_id == layer_id && found->second.first_pass_chunks.count(chunk.chunk_id)) sequences += chunk.sequences;
+  }
+  return sequences;
+}
+
+void require_same_source(const CalibrationState& state, const CalibrationState& other, const std::string& what) {
+  if (!(other.geometry == state.geometry)) throw InputError(what + ": head geometry differs");
+  if (!(other.dump_layout == state.dump_layout)) {
+    throw InputError(what + ": made from another dump (its layers, chunks or token counts differ)");
   }
 }
 
@@ -35,11 +72,10 @@ CalibrationState merge_states(const std::vector<CalibrationState>& states, const
   merged.geometry = states.front().geometry;
   merged.mask = states.front().mask;
   merged.source = states.front().source;
+  merged.dump_layout = states.front().dump_layout;
   for (std::size_t i = 0; i < states.size(); ++i) {
     const CalibrationState& state = states[i];
-    if (!(state.geometry == merged.geometry)) {
-      throw InputError(names[i] + ": head geometry differs from " + names.front());
-    }
+    require_same_source(merged, state, names[i]);
     if (!(state.mask == merged.mask)) {
       throw InputError(names[i] + ": accumulated statistics differ from " + names.front() + " (different --method)");
     }

@@ -28,22 +28,43 @@ struct ModelGeometry {
   }
 };
 
+/// One chunk of the dump a state was accumulated from. The list of them identifies the dump: shards,
+/// checkpoints and query states must come from dumps with the same list.
+struct DumpChunk {
+  int layer_id = 0;
+  int chunk_id = 0;
+  std::int64_t tokens = 0;
+  std::int64_t sequences = 0;  ///< entries of seq_lens (prompts); 0 when the dump has none
+  bool operator==(const DumpChunk& o) const {
+    return layer_id == o.layer_id && chunk_id == o.chunk_id && tokens == o.tokens && sequences == o.sequences;
+  }
+};
+
 struct CalibrationState {
   ModelGeometry geometry;
   StatisticsMask mask;
-  std::string source;  ///< what was read (dump path), for the record
+  std::string source;                  ///< what was read (dump path), for the record
+  std::vector<DumpChunk> dump_layout;  ///< every chunk of the source dump, by layer then chunk id
   std::map<HeadKey, HeadStatistics> heads;
 
   /// The statistics of (layer, kv_head), created as zeros when absent.
   HeadStatistics& head(int layer_id, int kv_head);
   /// Ascending layer ids present.
   std::vector<int> layer_ids() const;
-  /// Throws UsageError unless every KV head of the layer is present.
+  /// Throws InputError unless every KV head of the layer is present.
   void require_complete_layer(int layer_id) const;
+  /// Throws InputError unless the statistics cover every chunk of every layer of dump_layout, in every
+  /// pass the mask needs: what a merge must check before it fits rotations for a whole model.
+  void require_complete_dump() const;
+  /// Sequences (prompts) in the chunks of the layer that the first pass of its KV head 0 covered.
+  std::int64_t sequences_in_layer(int layer_id) const;
 };
 
-/// Sum of shard states. Geometry and mask must agree; a (layer, head) in several states must have
-/// disjoint chunk sets. Throws InputError naming `names[i]` of the offending state.
+/// Throws InputError("<what>: ...") unless `other` has the same geometry and dump layout as `state`.
+void require_same_source(const CalibrationState& state, const CalibrationState& other, const std::string& what);
+
+/// Sum of shard states. Geometry, mask and dump layout must agree; a (layer, head) in several states must
+/// have disjoint chunk sets. Throws InputError naming `names[i]` of the offending state.
 CalibrationState merge_states(const std::vector<CalibrationState>& states, const std::vector<std::string>& names);
 
 }  // namespace oscar::calib

@@ -150,6 +150,17 @@ void second_pass(const io::ActivationDump& dump, const AccumulationOptions& opti
 
 }  // namespace
 
+std::vector<DumpChunk> describe_dump(const io::ActivationDump& dump) {
+  std::vector<DumpChunk> layout;
+  for (int layer_id : dump.layer_ids()) {
+    for (int chunk_id : dump.chunk_ids(layer_id)) {
+      layout.push_back({layer_id, chunk_id, dump.chunk_tokens(layer_id, chunk_id),
+                        std::int64_t(dump.seq_lens(layer_id, chunk_id).size())});
+    }
+  }
+  return layout;
+}
+
 std::vector<int> selected_chunks(const io::ActivationDump& dump, int layer_id, const AccumulationOptions& options) {
   std::vector<int> chunks;
   for (int chunk_id : dump.chunk_ids(layer_id)) {

@@ -48,6 +48,9 @@ using ProgressCallback = std::function<void(const AccumulationProgress&)>;
 void accumulate_dump(const io::ActivationDump& dump, const AccumulationOptions& options, CalibrationState& state,
                      const ProgressCallback& progress);
 
+/// Every chunk of the dump with its token and sequence counts: the identity of the dump in a state.
+std::vector<DumpChunk> describe_dump(const io::ActivationDump& dump);
+
 /// The chunk ids of a layer that fall into options.chunk_range.
 std::vector<int> selected_chunks(const io::ActivationDump& dump, int layer_id, const AccumulationOptions& options);
 

@@ -47,7 +47,7 @@ Matrix symmetric_from_lower(const Matrix& lower) {
 }
 
 Matrix query_covariance(const HeadStatistics& head, int group_size) {
-  if (head.query_tokens == 0) throw UsageError("no query tokens were accumulated");
+  if (head.query_tokens == 0) throw InputError("no query tokens were accumulated");
   return symmetric_from_lower(head.query_outer_sum) / (double(head.query_tokens) * group_size);
 }
 
@@ -56,12 +56,12 @@ Matrix head_covariance(const HeadStatistics& head, Covariance covariance, int gr
     case Covariance::kQqt: return query_covariance(head, group_size);
     case Covariance::kKtk:
     case Covariance::kVtv: {
-      if (head.key_value_tokens == 0) throw UsageError("no key/value tokens were accumulated");
+      if (head.key_value_tokens == 0) throw InputError("no key/value tokens were accumulated");
       const Matrix& sum = covariance == Covariance::kKtk ? head.key_outer_sum : head.value_outer_sum;
       return symmetric_from_lower(sum) / double(head.key_value_tokens);
     }
     case Covariance::kSst:
-      if (head.weighted_tokens == 0) throw UsageError("the second (sst) pass has no tokens");
+      if (head.weighted_tokens == 0) throw InputError("the second (sst) pass has no tokens");
       // The reference normalises the weights to mean 1 (w = u / max(Σu, 1e-12) · T) and divides by T:
       // T cancels, leaving Σ u·v·vᵀ / max(Σu, 1e-12).
       return symmetric_from_lower(head.weighted_value_outer_sum) / std::max(head.weight_sum, 1e-12);

@@ -1,8 +1,8 @@
 // Running sums of one KV head of one layer: everything the covariances need, in float64, with a size
 // independent of the token count (a few d×d matrices).
 //
-// Sums hold the lower triangle only while accumulating (the upper one stays zero); covariance() and
-// the fitting code read them through symmetric_from_lower(). Sums of disjoint token sets add exactly
+// Sums hold the lower triangle only (the upper one stays zero); head_covariance() reads them through
+// symmetric_from_lower(). Sums of disjoint token sets add exactly
 // (up to float64 rounding), which is what merging shards relies on.
 #pragma once
 
@@ -48,7 +48,7 @@ struct HeadStatistics {
 /// Full symmetric matrix from a sum that holds its lower triangle.
 Matrix symmetric_from_lower(const Matrix& lower);
 
-/// C̄_Q of the head: query_outer_sum / (query_tokens · group_size). Throws UsageError when empty.
+/// C̄_Q of the head: query_outer_sum / (query_tokens · group_size). Throws InputError when empty.
 Matrix query_covariance(const HeadStatistics& head, int group_size);
 
 /// The head's covariance for one target, symmetrised, as the reference defines it.

@@ -19,18 +19,24 @@ void append_vector(std::vector<float>& out, const linalg::Vector& vector) {
   for (long i = 0; i < vector.size(); ++i) out.push_back(float(vector[i]));
 }
 
-/// Eigendecomposes one covariance, composes R, appends both and widens the report's ranges.
-void fit_one(const Matrix& covariance, linalg::Composition composition, io::LayerRotation& layer,
-             LayerFitReport& report, bool first) {
-  const auto eigen = linalg::symmetric_eigen(covariance);
-  const Matrix rotation = linalg::compose_rotation(eigen, composition);
+/// Appends one rotation and its eigenvalues to the layer as float32 and widens the report's ranges. The
+/// orthogonality error is measured on the float32 matrix actually written.
+void append_rotation(const Matrix& rotation, const linalg::Vector& eigenvalues, io::LayerRotation& layer,
+                     LayerFitReport& report, bool first) {
   append_row_major(layer.rotation, rotation);
-  append_vector(layer.eigenvalues, eigen.eigenvalues);
-  const double error = linalg::orthogonality_error(rotation);
-  const double low = eigen.eigenvalues.minCoeff(), high = eigen.eigenvalues.maxCoeff();
+  append_vector(layer.eigenvalues, eigenvalues);
+  const double error = linalg::orthogonality_error(rotation.cast<float>().cast<double>());
+  const double low = eigenvalues.minCoeff(), high = eigenvalues.maxCoeff();
   report.min_eigenvalue = first ? low : std::min(report.min_eigenvalue, low);
   report.max_eigenvalue = first ? high : std::max(report.max_eigenvalue, high);
   report.orthogonality_error = first ? error : std::max(report.orthogonality_error, error);
+}
+
+/// Eigendecomposes one covariance, composes R and appends it.
+void fit_one(const Matrix& covariance, linalg::Composition composition, io::LayerRotation& layer,
+             LayerFitReport& report, bool first) {
+  const auto eigen = linalg::symmetric_eigen(covariance);
+  append_rotation(linalg::compose_rotation(eigen, composition), eigen.eigenvalues, layer, report, first);
 }
 
 std::string objective_name(Covariance covariance, linalg::Composition composition) {
@@ -79,9 +85,7 @@ io::RotationSet fit_rotations(const CalibrationState& state, const std::vector<i
       } else {
         fit_one(layer_covariance(state, layer_id, target.covariance), composition, layer, report, true);
       }
-    } catch (const UsageError& error) {
-      throw UsageError(layer_context(layer_id, target) + error.what());
-    } catch (const std::exception& error) {  // a non-finite covariance or a failed solver: the data's fault
+    } catch (const std::exception& error) {  // missing statistics, a non-finite covariance, a failed solver
       throw InputError(layer_context(layer_id, target) + error.what());
     }
     set.layers.push_back(std::move(layer));
@@ -90,17 +94,19 @@ io::RotationSet fit_rotations(const CalibrationState& state, const std::vector<i
   return set;
 }
 
-io::RotationSet hadamard_rotations(const std::vector<int>& layer_ids, int head_dim) {
+io::RotationSet hadamard_rotations(const std::vector<int>& layer_ids, int head_dim, std::vector<LayerFitReport>* reports) {
   io::RotationSet set;
   set.objective = "hadamard";
   const Matrix h = linalg::hadamard_rotation(head_dim);
+  const linalg::Vector ones = linalg::Vector::Ones(head_dim);  // what the reference writes as "eigenvalues"
   for (int layer_id : layer_ids) {
     io::LayerRotation layer;
     layer.layer_id = layer_id;
     layer.head_dim = head_dim;
-    append_row_major(layer.rotation, h);
-    layer.eigenvalues.assign(std::size_t(head_dim), 1.0f);
+    LayerFitReport report{layer_id, 0, 0, 0};
+    append_rotation(h, ones, layer, report, true);
     set.layers.push_back(std::move(layer));
+    if (reports) reports->push_back(report);
   }
   return set;
 }

@@ -15,7 +15,7 @@ struct LayerFitReport {
   int layer_id = 0;
   double min_eigenvalue = 0.0;
   double max_eigenvalue = 0.0;
-  double orthogonality_error = 0.0;  ///< max |R·Rᵀ − I| of the fp64 rotation(s)
+  double orthogonality_error = 0.0;  ///< max |R·Rᵀ − I| of the float32 rotation(s) as written
 };
 
 /// The layer covariance of the reference: the mean over KV heads of each head's covariance.
@@ -23,12 +23,12 @@ Matrix layer_covariance(const CalibrationState& state, int layer_id, Covariance 
 
 /// Rotations of every layer in `layer_ids` for one target. Granularity kLayer gives format 1 (one
 /// rotation per layer); kKvHead gives format 2 (one per KV head, from each head's own covariance).
-/// Objective "<cov>_<composition>". Throws UsageError when a layer lacks the statistics.
+/// Objective "<cov>_<composition>". Throws InputError naming the layer when it lacks statistics or its covariance is not finite.
 io::RotationSet fit_rotations(const CalibrationState& state, const std::vector<int>& layer_ids,
                               const FittingTarget& target, linalg::Composition composition,
                               Granularity granularity, std::vector<LayerFitReport>* reports);
 
 /// The data-free method: R = H, eigenvalues all 1 (as the reference writes them), objective "hadamard".
-io::RotationSet hadamard_rotations(const std::vector<int>& layer_ids, int head_dim);
+io::RotationSet hadamard_rotations(const std::vector<int>& layer_ids, int head_dim, std::vector<LayerFitReport>* reports);
 
 }  // namespace oscar::calib

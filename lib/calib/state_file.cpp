@@ -83,6 +83,7 @@ void write_chunks(H5::Group& group, const char* name, const std::set<int>& chunk
 
 std::set<int> read_chunks(const H5::Group& group, const char* name) {
   const H5::DataSet dataset = group.openDataSet(name);
+  if (dataset.getSpace().getSimpleExtentNdims() != 1) throw InputError(std::string(name) + " is not 1-D");
   const hssize_t count = dataset.getSpace().getSimpleExtentNpoints();
   std::vector<std::int32_t> values(static_cast<std::size_t>(count));
   if (count > 0) dataset.read(values.data(), H5::PredType::NATIVE_INT32);
@@ -123,14 +124,25 @@ void write_head(H5::Group& group, const HeadStatistics& head) {
   write_scalar(group, "weight_sum", H5::PredType::NATIVE_DOUBLE, head.weight_sum);
 }
 
-HeadStatistics read_head(const H5::Group& group, int head_dim) {
+/// Which matrices a head must have, in the order of kMatrixNames: the sums its mask implies, and C̄_Q
+/// once a second pass has run.
+std::array<bool, 5> required_matrices(const StatisticsMask& mask, bool has_second_pass) {
+  return {mask.query, mask.key_value, mask.key_value, mask.weighted_value, has_second_pass};
+}
+
+HeadStatistics read_head(const H5::Group& group, const StatisticsMask& mask, int head_dim) {
   HeadStatistics head;
+  head.second_pass_chunks = read_chunks(group, "second_pass_chunks");
   const auto fields = matrix_fields(head);
+  const auto required = required_matrices(mask, !head.second_pass_chunks.empty());
   for (std::size_t i = 0; i < fields.size(); ++i) {
-    if (group.nameExists(kMatrixNames[i])) *fields[i] = read_matrix(group, kMatrixNames[i], head_dim);
+    if (group.nameExists(kMatrixNames[i])) {
+      *fields[i] = read_matrix(group, kMatrixNames[i], head_dim);
+    } else if (required[i]) {
+      throw InputError(std::string("missing ") + kMatrixNames[i]);
+    }
   }
   head.first_pass_chunks = read_chunks(group, "first_pass_chunks");
-  head.second_pass_chunks = read_chunks(group, "second_pass_chunks");
   head.skipped_query_tokens = read_skipped(group);
   head.query_tokens = read_scalar<std::int64_t>(group, "query_tokens", H5::PredType::NATIVE_INT64);
   head.key_value_tokens = read_scalar<std::int64_t>(group, "key_value_tokens", H5::PredType::NATIVE_INT64);
@@ -138,6 +150,30 @@ HeadStatistics read_head(const H5::Group& group, int head_dim) {
   head.skipped_tokens = read_scalar<std::int64_t>(group, "skipped_tokens", H5::PredType::NATIVE_INT64);
   head.weight_sum = read_scalar<double>(group, "weight_sum", H5::PredType::NATIVE_DOUBLE);
   return head;
+}
+
+void write_layout(H5::H5File& file, const std::vector<DumpChunk>& layout) {
+  std::vector<std::int64_t> rows;
+  for (const DumpChunk& chunk : layout) rows.insert(rows.end(), {chunk.layer_id, chunk.chunk_id, chunk.tokens, chunk.sequences});
+  const hsize_t dims[2] = {layout.size(), 4};
+  file.createDataSet("dump_layout", H5::PredType::STD_I64LE, H5::DataSpace(2, dims))
+      .write(rows.data(), H5::PredType::NATIVE_INT64);
+}
+
+std::vector<DumpChunk> read_layout(const H5::H5File& file) {
+  const H5::DataSet dataset = file.openDataSet("dump_layout");
+  const H5::DataSpace space = dataset.getSpace();
+  hsize_t dims[2] = {0, 0};
+  if (space.getSimpleExtentNdims() != 2 || (space.getSimpleExtentDims(dims), dims[1] != 4)) {
+    throw InputError("dump_layout is not [n, 4]");
+  }
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(dims[0] * 4));
+  if (!rows.empty()) dataset.read(rows.data(), H5::PredType::NATIVE_INT64);
+  std::vector<DumpChunk> layout;
+  for (std::size_t i = 0; i < rows.size(); i += 4) {
+    layout.push_back({int(rows[i]), int(rows[i + 1]), rows[i + 2], rows[i + 3]});
+  }
+  return layout;
 }
 
 void write_root(H5::H5File& file, const CalibrationState& state) {
@@ -151,6 +187,7 @@ void write_root(H5::H5File& file, const CalibrationState& state) {
   write_scalar(file, "has_query", H5::PredType::NATIVE_INT, int(state.mask.query));
   write_scalar(file, "has_key_value", H5::PredType::NATIVE_INT, int(state.mask.key_value));
   write_scalar(file, "has_weighted_value", H5::PredType::NATIVE_INT, int(state.mask.weighted_value));
+  write_layout(file, state.dump_layout);
 }
 
 void read_root(const H5::H5File& file, CalibrationState& state) {
@@ -170,6 +207,7 @@ void read_root(const H5::H5File& file, CalibrationState& state) {
   state.mask.query = read_scalar<int>(file, "has_query", H5::PredType::NATIVE_INT);
   state.mask.key_value = read_scalar<int>(file, "has_key_value", H5::PredType::NATIVE_INT);
   state.mask.weighted_value = read_scalar<int>(file, "has_weighted_value", H5::PredType::NATIVE_INT);
+  state.dump_layout = read_layout(file);
 }
 
 }  // namespace
@@ -217,15 +255,15 @@ CalibrationState load_state(const std::string& path) {
         const std::string head = layer_group.getObjnameByIdx(j);
         std::smatch head_match;
         if (!std::regex_match(head, head_match, head_name)) continue;
-        const int kv_head = std::stoi(head_match[1]);
+        const long kv_head = std::stol(head_match[1]);
         if (kv_head >= state.geometry.num_kv_heads) throw InputError(layer + "/" + head + " beyond num_kv_heads");
         state.heads[{std::stoi(layer_match[1]), kv_head}] =
-            read_head(layer_group.openGroup(head), state.geometry.head_dim);
+            read_head(layer_group.openGroup(head), state.mask, state.geometry.head_dim);
       }
     }
   } catch (const H5::Exception& error) {
     throw InputError(path + ": malformed state file: " + error.getDetailMsg());
-  } catch (const InputError& error) {
+  } catch (const std::exception& error) {  // InputError from the checks, std::out_of_range from stol
     const std::string message = error.what();
     if (message.rfind(path, 0) == 0) throw;
     throw InputError(path + ": " + message);

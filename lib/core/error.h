@@ -20,7 +20,8 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A valid request the tool cannot honour (e.g. a missing pass in a merged state).
+/// The command line asks for something impossible (a malformed range, a missing companion option):
+/// apps print it and exit with kExitUsage.
 class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

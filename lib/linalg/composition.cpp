@@ -29,19 +29,19 @@ Composition parse_composition(const std::string& name) {
 
 Matrix compose_rotation(const SymmetricEigen& eigen, Composition composition) {
   const Matrix& u = eigen.eigenvectors;
-  const long d = u.rows();
-  const Matrix h = hadamard(d);
-  const Matrix p = permutation_matrix(bit_reversal_permutation(eigen.eigenvalues));
+  // H and P are built only when used: plain needs neither, nor a power-of-two dimension.
+  const auto h = [&] { return hadamard(u.rows()); };
+  const auto p = [&] { return permutation_matrix(bit_reversal_permutation(eigen.eigenvalues)); };
   switch (composition) {
     case Composition::kPlain: return u;
-    case Composition::kPbr: return p;
-    case Composition::kBr: return u * p;
-    case Composition::kBrH128: return u * p * h;
-    case Composition::kRH: return u * h;
-    case Composition::kHPbr: return h * p;
-    case Composition::kHRPbr: return h * u * p;
-    case Composition::kHPbrR: return h * p * u;
-    case Composition::kRHPbr: return u * h * p;
+    case Composition::kPbr: return p();
+    case Composition::kBr: return u * p();
+    case Composition::kBrH128: return u * p() * h();
+    case Composition::kRH: return u * h();
+    case Composition::kHPbr: return h() * p();
+    case Composition::kHRPbr: return h() * u * p();
+    case Composition::kHPbrR: return h() * p() * u;
+    case Composition::kRHPbr: return u * h() * p();
   }
   throw std::logic_error("unhandled composition");
 }

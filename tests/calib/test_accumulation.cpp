@@ -9,6 +9,10 @@
 #include "calib/dump_accumulation.h"
 #include "calib/rotation_fit.h"
 #include "calib/state_file.h"
+#include "io/hdf5_dump.h"
+
+#include <H5Cpp.h>
+#include <mutex>
 #include "memory_dump.h"
 
 using namespace oscar;
@@ -70,6 +74,7 @@ CalibrationState accumulate(const io::ActivationDump& dump, AccumulationOptions 
   CalibrationState state;
   state.geometry = {dump.geometry().num_q_heads, dump.geometry().num_kv_heads, dump.geometry().head_dim};
   state.mask = mask;
+  state.dump_layout = describe_dump(dump);
   if (options.layer_ids.empty()) options.layer_ids = dump.layer_ids();
   accumulate_dump(dump, options, state, {});
   return state;
@@ -152,7 +157,7 @@ TEST(Accumulation, TensorParallelHeadShardsEqualSingleRun) {
   rank0.layer_ids = rank1.layer_ids = {0};
   accumulate_dump(rank_dump, rank0, a, {});
   accumulate_dump(rank_dump, rank1, b, {});
-  EXPECT_THROW(a.require_complete_layer(0), UsageError);
+  EXPECT_THROW(a.require_complete_layer(0), InputError);
   const auto merged = merge_states({a, b}, {"rank0", "rank1"});
   EXPECT_NO_THROW(merged.require_complete_layer(0));
   // Both ranks saw identical data, so the layer mean equals either head's covariance.
@@ -248,5 +253,59 @@ TEST(StateFile, ResumeFromCheckpointGivesTheSameBits) {
   for (const auto& [key, head] : uninterrupted.heads) {
     EXPECT_EQ(resumed.heads.at(key).query_outer_sum, head.query_outer_sum);
     EXPECT_EQ(resumed.heads.at(key).weighted_value_outer_sum, head.weighted_value_outer_sum);
+  }
+}
+
+TEST(Merge, IncompleteShardsAreRefusedUnlessAllowed) {
+  test_support::MemoryDump dump(2, 3, 20, kGeometry, 12);
+  AccumulationOptions layer0, early_chunks;
+  layer0.layer_ids = {0};
+  EXPECT_THROW(merge_states({accumulate(dump, layer0, kAll)}, {"a"}).require_complete_dump(), InputError);
+  early_chunks.chunk_range = {{1, 3}};
+  EXPECT_THROW(merge_states({accumulate(dump, early_chunks, kAll)}, {"a"}).require_complete_dump(), InputError);
+  // First pass everywhere but the sst pass missing: incomplete too.
+  AccumulationOptions first_only;
+  first_only.passes = Passes::kFirst;
+  EXPECT_THROW(accumulate(dump, first_only, kAll).require_complete_dump(), InputError);
+  EXPECT_NO_THROW(accumulate(dump, {}, kAll).require_complete_dump());
+}
+
+TEST(Merge, StatesOfAnotherDumpAreRefused) {
+  test_support::MemoryDump dump(1, 2, 20, kGeometry, 13), other(1, 2, 21, kGeometry, 13);  // other token counts
+  AccumulationOptions first, second;
+  first.chunk_range = {{1, 2}};
+  second.chunk_range = {{2, 3}};
+  try {
+    merge_states({accumulate(dump, first, kAll), accumulate(other, second, kAll)}, {"a.h5", "b.h5"});
+    FAIL() << "expected InputError";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("b.h5: made from another dump"), std::string::npos) << error.what();
+  }
+}
+
+TEST(Merge, PromptsComeFromTheDumpLayout) {
+  test_support::MemoryDump dump(1, 2, 20, kGeometry, 14);
+  CalibrationState state = accumulate(dump, {}, kAll);
+  state.dump_layout[0].sequences = 3;
+  state.dump_layout[1].sequences = 4;
+  EXPECT_EQ(state.sequences_in_layer(0), 7);
+}
+
+TEST(StateFile, MissingRequiredMatrixIsAnError) {
+  test_support::MemoryDump dump(1, 1, 20, kGeometry, 15);
+  const std::string path = temp_path("state_missing_matrix.h5");
+  save_state(path, accumulate(dump, {}, kAll));
+  // Remove one required dataset with h5py-free HDF5: rewrite through the C++ API.
+  {
+    const std::lock_guard<std::mutex> lock(io::hdf5_library_mutex());
+    H5::H5File file(path, H5F_ACC_RDWR);
+    file.unlink("layer_0/kv_head_1/query_outer_sum");
+  }
+  try {
+    load_state(path);
+    FAIL() << "expected InputError";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("missing query_outer_sum"), std::string::npos) << error.what();
+    EXPECT_EQ(std::string(error.what()).rfind(path, 0), 0u) << error.what();
   }
 }

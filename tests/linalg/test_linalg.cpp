@@ -168,3 +168,11 @@ TEST(Composition, RHPbrSendsTopEigenvectorToBitReversedColumns) {
 TEST(Composition, HadamardMethodIsH) {
   EXPECT_EQ((hadamard_rotation(32) - hadamard(32)).cwiseAbs().maxCoeff(), 0.0);
 }
+
+TEST(Composition, PlainWorksForAnyDimension) {
+  Matrix c = Matrix::Identity(6, 6);
+  c(0, 0) = 3.0;
+  const auto eigen = symmetric_eigen(c);
+  EXPECT_EQ(compose_rotation(eigen, Composition::kPlain), eigen.eigenvectors);
+  EXPECT_THROW(compose_rotation(eigen, Composition::kRHPbr), std::invalid_argument);
+}

@@ -8,8 +8,8 @@ namespace oscar::calib {
 
 namespace {
 
-/// Tokens widened per block: 256 tokens × g query heads × d doubles is about 1 MB for Qwen3-8B, which
-/// keeps the rank-k update efficient and the working set in cache.
+/// Tokens widened per block: 512 tokens × g query heads × d doubles is 2 MB for Qwen3-8B (g 4, d 128),
+/// enough columns for dsyrk to run near its peak (measured 5% faster than 128-token blocks).
 constexpr std::int64_t kTokensPerBlock = 512;
 
 bool all_finite(const double* values, std::int64_t count) {

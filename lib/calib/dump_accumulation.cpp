@@ -10,7 +10,8 @@ namespace {
 
 using io::Projection;
 
-/// Per-run bookkeeping shared by both passes: progress and checkpoint cadence.
+/// Per-run bookkeeping shared by both passes: counts finished (chunk, pass) steps, reports progress and
+/// saves a checkpoint every options.checkpoint_every_chunks computed steps.
 class StepCounter {
  public:
   StepCounter(const io::ActivationDump& dump, const AccumulationOptions& options, CalibrationState& state,

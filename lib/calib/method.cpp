@@ -16,10 +16,6 @@ const char* covariance_name(Covariance covariance) {
 
 const char* target_prefix(Target target) { return target == Target::kKey ? "k" : "v"; }
 
-const char* granularity_name(Granularity granularity) {
-  return granularity == Granularity::kLayer ? "layer" : "kv-head";
-}
-
 Granularity parse_granularity(const std::string& name) {
   if (name == "layer") return Granularity::kLayer;
   if (name == "kv-head") return Granularity::kKvHead;

@@ -36,7 +36,6 @@ struct StatisticsMask {
 const char* covariance_name(Covariance covariance);
 /// "k", "v": the file-name prefix of each target.
 const char* target_prefix(Target target);
-const char* granularity_name(Granularity granularity);
 Granularity parse_granularity(const std::string& name);
 
 /// The data-driven methods and what they fit: qqt_sst -> {K: qqt, V: sst}, qqt -> {K: qqt}, ...

@@ -32,7 +32,7 @@ void add_weighted_gram_lower(Matrix& sum, const Matrix& block, long n, const Vec
   use_single_threaded_blas();
   // X·diag(w)·Xᵀ = Σ w_j x_j x_jᵀ: scale columns by √|w_j| and add the positive and negative parts with
   // syrk (half the work of a general product). Negative weights only come from rounding (w = kᵀ·C·k with C
-  // positive semi-definite), but they are kept so the sum is exactly what the formula says.
+  // positive semi-definite), but they are kept so the sum follows the formula (up to the rounding of √|w|²).
   const long d = block.rows();
   Matrix positive(d, n), negative(d, n);
   long positives = 0, negatives = 0;

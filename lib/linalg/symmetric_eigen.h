@@ -4,9 +4,9 @@
 // eigenvectors as the columns of U.
 //
 // Sign rule: each eigenvector is flipped so that its entry of largest magnitude is positive (the first such
-// entry when several tie). Any solver agrees with this rule up to rounding, so two runs on the same matrix
-// give the same U, and different tools can be compared column by column. Bases of repeated eigenvalues
-// remain solver-defined: compare Uᵀ·C·U or R·Rᵀ, not U itself, when eigenvalues repeat.
+// entry when several tie exactly). The same input therefore always gives the same U, and another tool that
+// applies the rule agrees column by column unless two entries of a column are equal in magnitude up to
+// rounding. Bases of repeated eigenvalues remain solver-defined: compare Uᵀ·C·U, not U, when they repeat.
 #pragma once
 
 #include "linalg/matrix.h"

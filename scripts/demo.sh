@@ -14,6 +14,7 @@ echo "== synthetic dump (4 layers, Hq 16, Hkv 4, d 128, bf16) in $work/dump"
 echo "== oscar-calibrate (qqt_sst, r_h_pbr)"
 build/apps/oscar-calibrate --from-dump "$work/dump" --out "$work/rotations" --method qqt_sst --composition r_h_pbr
 ls -l "$work/rotations"
+grep -E '"(tag|tokens|prompts)"' "$work/rotations/calibration.json"
 echo "== PyTorch reads the rotations (weights_only=True) and checks them against its own covariances"
 /usr/bin/python3 tests/python/check_rotations.py --dump "$work/dump" --out "$work/rotations" \
   --method qqt_sst --composition r_h_pbr

@@ -5,9 +5,9 @@
 
 namespace oscar::runtime {
 
-int clip_index(float ratio, int head_dim) {
-  if (ratio <= 0.0f) return -1;
-  const int index = static_cast<int>(ratio * static_cast<float>(head_dim));
+int clip_index(double ratio, int head_dim) {
+  if (ratio <= 0.0) return -1;
+  const int index = static_cast<int>(ratio * head_dim);
   return index < 0 ? 0 : (index > head_dim - 1 ? head_dim - 1 : index);
 }
 

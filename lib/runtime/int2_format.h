@@ -22,8 +22,8 @@ inline constexpr int kBitsPerCode = 2;
 inline constexpr int kCodesPerByte = 4;
 inline constexpr int kMaxCode = 3;
 inline constexpr float kMinRange = 1e-8f;             ///< scale = max(mx − mn, kMinRange) / 3
-inline constexpr float kDefaultKeyClipRatio = 0.96f;  ///< index 122 at d = 128
-inline constexpr float kDefaultValueClipRatio = 0.92f;///< index 117 at d = 128
+inline constexpr double kDefaultKeyClipRatio = 0.96; ///< index 122 at d = 128
+inline constexpr double kDefaultValueClipRatio = 0.92;///< index 117 at d = 128
 inline constexpr float kLloydMaxThreshold = 0.98107f;
 inline constexpr float kLloydMaxScale = 1.16739f;
 inline constexpr float kLloydMaxZero = 1.5f;
@@ -35,7 +35,7 @@ enum class Encoding : std::uint8_t { kMinMax, kLloydMax };
 struct Int2Config {
   int head_dim = 128;                     ///< d: a multiple of 4 (and of group_size)
   int group_size = 128;                   ///< G ∈ {d, 64, 32}
-  float clip_ratio = 0.0f;                ///< ≤ 0 disables clipping
+  double clip_ratio = 0.0;                ///< ≤ 0 disables; double, as Python computes int(ratio·d)
   ScaleType scale_type = ScaleType::kFloat32;
   Encoding encoding = Encoding::kMinMax;
 
@@ -44,7 +44,7 @@ struct Int2Config {
 };
 
 /// idx = clamp(int(ratio·d), 0, d−1), or −1 when clipping is disabled (ratio ≤ 0).
-int clip_index(float ratio, int head_dim);
+int clip_index(double ratio, int head_dim);
 
 /// Throws std::invalid_argument unless d is a positive multiple of 4, G divides d and G ∈ {d, 64, 32}.
 void validate(const Int2Config& config);

@@ -11,11 +11,12 @@
 
 namespace oscar {
 
-enum class DType : std::uint8_t { kFloat32, kFloat16, kBFloat16, kFloat64, kInt32, kInt64 };
+enum class DType : std::uint8_t { kFloat32, kFloat16, kBFloat16, kFloat64, kInt32, kInt64, kUInt8 };
 
 /// Bytes per element.
 inline std::size_t dtype_size(DType t) {
   switch (t) {
+    case DType::kUInt8: return 1;
     case DType::kFloat16:
     case DType::kBFloat16: return 2;
     case DType::kFloat32:
@@ -35,6 +36,7 @@ inline const char* dtype_name(DType t) {
     case DType::kFloat64: return "float64";
     case DType::kInt32: return "int32";
     case DType::kInt64: return "int64";
+    case DType::kUInt8: return "uint8";
   }
   return "?";
 }

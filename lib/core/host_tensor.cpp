@@ -36,6 +36,7 @@ double HostTensor::element_as_double(std::int64_t i) const {
     case DType::kBFloat16: return bfloat16_to_float(load_element<std::uint16_t>(base, i));
     case DType::kInt32: return load_element<std::int32_t>(base, i);
     case DType::kInt64: return double(load_element<std::int64_t>(base, i));
+    case DType::kUInt8: return base[i];
   }
   throw std::logic_error("unknown dtype");
 }

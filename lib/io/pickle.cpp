@@ -66,6 +66,7 @@ constexpr StorageClass kStorageClasses[] = {
     {"torch.FloatStorage", DType::kFloat32}, {"torch.HalfStorage", DType::kFloat16},
     {"torch.BFloat16Storage", DType::kBFloat16}, {"torch.DoubleStorage", DType::kFloat64},
     {"torch.IntStorage", DType::kInt32}, {"torch.LongStorage", DType::kInt64},
+    {"torch.ByteStorage", DType::kUInt8},
 };
 
 // torch.<dtype> globals, the extra argument of _rebuild_tensor_v3.
@@ -73,6 +74,7 @@ constexpr StorageClass kDtypeGlobals[] = {
     {"torch.float32", DType::kFloat32}, {"torch.float16", DType::kFloat16},
     {"torch.bfloat16", DType::kBFloat16}, {"torch.float64", DType::kFloat64},
     {"torch.int32", DType::kInt32}, {"torch.int64", DType::kInt64},
+    {"torch.uint8", DType::kUInt8},
 };
 
 constexpr const char* kRebuildTensorV2 = "torch._utils._rebuild_tensor_v2";

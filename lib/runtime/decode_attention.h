@@ -1,0 +1,58 @@
+// GQA decode attention over the mixed KV cache (reference doc §6): one pass over the full-precision
+// segments (sink and recent window) and one over the INT2 history (dequantised row by row, never as a
+// whole), each giving a partial softmax state (max m, sum of exponentials l, weighted value sum a), merged
+// by log-sum-exp:  m = max(m1, m2),  l = l1·e^(m1−m) + l2·e^(m2−m),  a = a1·e^(m1−m) + a2·e^(m2−m),
+// out = (a / l) · R_Vᵀ.  That is exactly softmax attention over [full-precision rows ‖ dequantised rows].
+//
+// Conventions (both implementations):
+//  - q is [Hq, d] float32 for the token being decoded, NOT rotated: query head h is rotated by R_K of its
+//    KV head h / (Hq/Hkv) inside, so callers pass the model's q after RoPE. Hq must be a multiple of Hkv.
+//  - The new token's k and v must already be in the cache (append, then attend), as serving does.
+//  - out is [Hq, d] float32, already un-rotated (multiplied by R_Vᵀ): ready for o_proj.
+//  - scale ≤ 0 means 1/√d.
+//
+// decode_attention_reference reads like the spec and accumulates in double. decode_attention (the fast path)
+// works in float32 with vectorisable loops, splits every KV head's rows into fixed chunks of `split_tokens`
+// (INT2 chunks rounded to whole pages) processed on `threads` threads, and merges the chunks' states in a
+// fixed order, so its output does not depend on the thread count. Tolerance against the reference, per
+// output element: |fast − reference| ≤ 4e-7 · (1 + max|logit|) · max|v̂|, where logit = scale·q̃·k̃ over the
+// cached rows and v̂ the cached value elements: float32 logits carry an absolute error of a few ulps of their
+// magnitude, which moves the softmax weights by as much (measured ≤ 1.1e-7 · (1 + max|logit|) · max|v̂|,
+// i.e. ~1e-6 of max|V| at logits ~10; against dense attention in double, ≤ 1.1e-6 relative to max|out|).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/int2_quantize.h"
+#include "runtime/mixed_cache.h"
+
+namespace oscar::runtime {
+
+struct AttentionOptions {
+  float scale = 0.0f;        ///< ≤ 0: 1/√d
+  int threads = 1;           ///< threads over (KV head, chunk) work items
+  int split_tokens = 2048;   ///< rows per work item; fixed so results do not depend on `threads`
+};
+
+/// Scalar reference, in double. Throws std::invalid_argument for an empty cache or Hq not a multiple of Hkv.
+void decode_attention_reference(const MixedKvCache& cache, const float* q, int q_heads, float* out,
+                                double scale = 0.0);
+
+/// Fast path, float32, multi-threaded.
+void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, float* out,
+                      const AttentionOptions& options = {});
+
+/// Building blocks shared by the fast decode path and teacher-forced attention (float32, fixed summation
+/// order, written so that the compiler vectorises them).
+namespace attention_detail {
+
+/// Σ a[i]·b[i] with 8 interleaved partial sums combined in a fixed order.
+float dot(const float* a, const float* b, int n);
+/// y += alpha·x
+void axpy(float alpha, const float* x, float* y, int n);
+/// One INT2 row dequantised: x̂ = (code − zero)·scale, as dequantize_rows_reference computes it.
+void dequantize_row(ConstInt2Rows row, const Int2Config& config, float* out);
+
+}  // namespace attention_detail
+
+}  // namespace oscar::runtime

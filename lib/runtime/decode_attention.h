@@ -14,11 +14,16 @@
 // decode_attention_reference reads like the spec and accumulates in double. decode_attention (the fast path)
 // works in float32 with vectorisable loops, splits every KV head's rows into fixed chunks of `split_tokens`
 // (INT2 chunks rounded to whole pages) processed on `threads` threads, and merges the chunks' states in a
-// fixed order, so its output does not depend on the thread count. Tolerance against the reference, per
-// output element: |fast − reference| ≤ 4e-7 · (1 + max|logit|) · max|v̂|, where logit = scale·q̃·k̃ over the
-// cached rows and v̂ the cached value elements: float32 logits carry an absolute error of a few ulps of their
-// magnitude, which moves the softmax weights by as much (measured ≤ 1.1e-7 · (1 + max|logit|) · max|v̂|,
-// i.e. ~1e-6 of max|V| at logits ~10; against dense attention in double, ≤ 1.1e-6 relative to max|out|).
+// fixed order, so its output does not depend on the thread count. INT2 rows are not widened to float there:
+// with one group per row (G = d), a byte of codes indexes a 256-entry table per byte position that holds
+// Σ_k q[i + k·d/4]·code_k for the Hq/Hkv query heads at once, so a score costs d/4 lookups
+// (q·k̂ = s·(Σ table − z·Σq)), and the value sum adds each row's weight p·s to the table entry of each of
+// its bytes and expands the tables once per chunk (Σ_j p_j·v̂_j = Σ_entries W·code − Σ_j p_j·s_j·z_j);
+// G = d/2 uses 16-entry tables per nibble, other group sizes or head ratios dequantise row by row.
+// Tolerance against the reference, per output element: |fast − reference| ≤ 4e-7·(1 + max|logit|)·max|v̂|,
+// where logit = scale·q̃·k̃ over the cached rows and v̂ the cached value elements: float32 logits carry an
+// absolute error of a few ulps of their magnitude, which moves the softmax weights by as much (measured
+// ≤ 1.3e-7·(1 + max|logit|)·max|v̂|; against dense attention in double ≤ 2e-6 relative to max|out|).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +37,9 @@ struct AttentionOptions {
   float scale = 0.0f;        ///< ≤ 0: 1/√d
   int threads = 1;           ///< threads over (KV head, chunk) work items
   int split_tokens = 2048;   ///< rows per work item; fixed so results do not depend on `threads`
+  /// INT2 rows through lookup tables (when G = d or d/2 and Hq/Hkv ∈ {1, 2, 4, 8}); false: dequantise every
+  /// row and use the full-precision loops (slower; for comparison).
+  bool use_tables = true;
 };
 
 /// Scalar reference, in double. Throws std::invalid_argument for an empty cache or Hq not a multiple of Hkv.
@@ -47,9 +55,23 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
 namespace attention_detail {
 
 /// Σ a[i]·b[i] with 8 interleaved partial sums combined in a fixed order.
-float dot(const float* a, const float* b, int n);
+inline float dot(const float* a, const float* b, int n) {
+  float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  }
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
+}
 /// y += alpha·x
-void axpy(float alpha, const float* x, float* y, int n);
+inline void axpy(float alpha, const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+/// x[i] ← e^x[i] for x[i] ≤ 0 (softmax weights), a vectorisable polynomial within 2 ulp of std::exp
+/// (0 below −87).
+void exp_nonpositive(float* x, int n);
 /// One INT2 row dequantised: x̂ = (code − zero)·scale, as dequantize_rows_reference computes it.
 void dequantize_row(ConstInt2Rows row, const Int2Config& config, float* out);
 

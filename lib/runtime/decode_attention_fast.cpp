@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/parallel_for.h"
 #include "runtime/decode_attention.h"
 
@@ -16,19 +17,28 @@ namespace oscar::runtime {
 
 namespace attention_detail {
 
-float dot(const float* a, const float* b, int n) {
-  float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+void exp_nonpositive(float* x, int n) {
+  // Cephes expf: e^x = 2^k · e^r, k = round(x·log2 e), r = x − k·ln 2 (in two parts), e^r by a degree-6
+  // polynomial; k rounded with the 1.5·2^23 trick so that the loop vectorises. Below −87 the result
+  // (< 1.7e-38) is flushed to 0.
+  for (int i = 0; i < n; ++i) {
+    const float input = x[i];
+    const float v = input < -87.0f ? -87.0f : input;
+    const float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = v - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const std::uint32_t bits = std::uint32_t(std::int32_t(k) + 127) << 23;
+    float two_k;
+    std::memcpy(&two_k, &bits, sizeof two_k);
+    x[i] = input < -87.0f ? 0.0f : p * two_k;
   }
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
-}
-
-void axpy(float alpha, const float* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 void dequantize_row(ConstInt2Rows row, const Int2Config& config, float* out) {
@@ -57,6 +67,18 @@ using attention_detail::axpy;
 using attention_detail::dequantize_row;
 using attention_detail::dot;
 
+/// Scale or zero number `index` (as load_scale, inlined here).
+inline float param_at(const void* values, int index, ScaleType type) {
+  if (type == ScaleType::kFloat32) {
+    float value;
+    std::memcpy(&value, static_cast<const std::uint8_t*>(values) + std::size_t(index) * 4, sizeof value);
+    return value;
+  }
+  std::uint16_t bits;
+  std::memcpy(&bits, static_cast<const std::uint8_t*>(values) + std::size_t(index) * 2, sizeof bits);
+  return float16_to_float(bits);
+}
+
 /// Row r of a run of consecutive INT2 rows.
 ConstInt2Rows offset_row(ConstInt2Rows rows, const Int2Config& config, int r) {
   const std::size_t scale_bytes = config.scale_type == ScaleType::kFloat32 ? 4 : 2;
@@ -75,6 +97,261 @@ struct Item {
   int count = 0;                         // rows
   int page_begin = 0, page_end = 0;      // INT2
 };
+
+/// Nibble lookup tables for INT2 rows whose groups cover whole halves of the row (G = d or G = d/2): byte i
+/// of a row holds codes of elements i, i+q (low nibble) and i+2q, i+3q (high nibble), q = d/4, so with
+/// tables per byte position and nibble half, a score is 2·q table lookups and the value sum 2·q table
+/// updates per row, each for the A query heads of the KV head at once.
+/// Layout: table[((i·2 + half)·16 + nibble)·A + a].
+
+/// Scale and zero of both row halves (the same for G = d).
+struct HalfParams {
+  float s0, z0, s1, z1;
+};
+HalfParams half_params(ConstInt2Rows row, const Int2Config& c) {
+  HalfParams p;
+  p.s0 = param_at(row.scales, 0, c.scale_type);
+  p.z0 = param_at(row.zeros, 0, c.scale_type);
+  p.s1 = c.groups() == 2 ? param_at(row.scales, 1, c.scale_type) : p.s0;
+  p.z1 = c.groups() == 2 ? param_at(row.zeros, 1, c.scale_type) : p.z0;
+  return p;
+}
+
+// Lanes<8> vectors are 32 bytes: GCC notes that passing them by value changed ABI in GCC 4.6. They never
+// cross a non-inline call here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+/// A values of A query heads as one vector (GCC/Clang vector extension: SSE/NEON registers, or split by the
+/// compiler where wider), loaded and stored with memcpy (no alignment assumed).
+template <int A>
+struct Lanes {
+  typedef float Vec __attribute__((vector_size(sizeof(float) * A)));
+  static Vec load(const float* p) {
+    Vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+};
+
+/// scores[a·n + j] = q_a·k̂_j for the item's INT2 rows (q already scaled): with T_lo/T_hi the sums of q over
+/// the codes of each half and Q_half = Σ q over the half, q·k̂ = s0·(T_lo − z0·Q_lo) + s1·(T_hi − z1·Q_hi).
+template <int A>
+void nibble_scores(const MixedKvCache& cache, int head, int page_begin, int page_end, const float* q, float* scores,
+                int n) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  const Int2Config& c = cache.int2_config(KvKind::kKey);
+  const int d = c.head_dim, quarter = d / 4;
+  std::vector<float> table(std::size_t(quarter) * 32 * A);
+  float q_half[2][A];
+  for (int a = 0; a < A; ++a) {
+    const float* qa = q + std::size_t(a) * d;
+    for (int i = 0; i < quarter; ++i) {
+      for (int half = 0; half < 2; ++half) {
+        const float first = qa[i + 2 * half * quarter], second = qa[i + (2 * half + 1) * quarter];
+        for (int nibble = 0; nibble < 16; ++nibble) {
+          table[((std::size_t(i) * 2 + half) * 16 + nibble) * A + a] = first * float(nibble & 3) + second * float(nibble >> 2);
+        }
+      }
+    }
+    for (int half = 0; half < 2; ++half) {
+      float sum = 0.0f;
+      for (int e = half * 2 * quarter; e < (half + 1) * 2 * quarter; ++e) sum += qa[e];
+      q_half[half][a] = sum;
+    }
+  }
+  const float* tab = table.data();
+  int j = 0;
+  for (int p = page_begin; p < page_end; ++p) {
+    const ConstInt2Rows page = cache.int2_page(KvKind::kKey, head, p);
+    const int rows = cache.int2_page_rows(p);
+    for (int r = 0; r < rows; ++r, ++j) {
+      const ConstInt2Rows row = offset_row(page, c, r);
+      const std::uint8_t* codes = row.codes;
+      // Two interleaved partial sums per half (even and odd i), combined in a fixed order.
+      Vec lo0 = {}, lo1 = {}, hi0 = {}, hi1 = {};
+      int i = 0;
+      for (; i + 2 <= quarter; i += 2) {
+        const unsigned b0 = codes[i], b1 = codes[i + 1];
+        lo0 += L::load(tab + ((std::size_t(i) * 2) * 16 + (b0 & 15u)) * A);
+        hi0 += L::load(tab + ((std::size_t(i) * 2 + 1) * 16 + (b0 >> 4)) * A);
+        lo1 += L::load(tab + ((std::size_t(i + 1) * 2) * 16 + (b1 & 15u)) * A);
+        hi1 += L::load(tab + ((std::size_t(i + 1) * 2 + 1) * 16 + (b1 >> 4)) * A);
+      }
+      if (i < quarter) {
+        const unsigned b0 = codes[i];
+        lo0 += L::load(tab + ((std::size_t(i) * 2) * 16 + (b0 & 15u)) * A);
+        hi0 += L::load(tab + ((std::size_t(i) * 2 + 1) * 16 + (b0 >> 4)) * A);
+      }
+      const Vec lo = lo0 + lo1, hi = hi0 + hi1;
+      const HalfParams hp = half_params(row, c);
+      for (int a = 0; a < A; ++a) {
+        scores[std::size_t(a) * n + j] = hp.s0 * (lo[a] - hp.z0 * q_half[0][a]) + hp.s1 * (hi[a] - hp.z1 * q_half[1][a]);
+      }
+    }
+  }
+}
+
+/// acc[a·stride + e] = Σ_j p[a·n + j]·v̂_j[e]: the weights w = p·s of each row are added to the table entry of
+/// each of its nibbles, then every entry is expanded once: Σ_j w_j·code_j[e] − Σ_j w_j·z_j.
+template <int A>
+void nibble_values(const MixedKvCache& cache, int head, int page_begin, int page_end, const float* p_all, int n,
+                float* acc, std::size_t stride) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  const Int2Config& c = cache.int2_config(KvKind::kValue);
+  const int d = c.head_dim, quarter = d / 4;
+  std::vector<float> table(std::size_t(quarter) * 32 * A, 0.0f);
+  float* tab = table.data();
+  Vec zero_sum0 = {}, zero_sum1 = {};
+  int j = 0;
+  for (int p = page_begin; p < page_end; ++p) {
+    const ConstInt2Rows page = cache.int2_page(KvKind::kValue, head, p);
+    const int rows = cache.int2_page_rows(p);
+    for (int r = 0; r < rows; ++r, ++j) {
+      const ConstInt2Rows row = offset_row(page, c, r);
+      const std::uint8_t* codes = row.codes;
+      const HalfParams hp = half_params(row, c);
+      Vec weight;
+      for (int a = 0; a < A; ++a) weight[a] = p_all[std::size_t(a) * n + j];
+      const Vec w0 = weight * hp.s0, w1 = weight * hp.s1;
+      zero_sum0 += w0 * hp.z0;
+      zero_sum1 += w1 * hp.z1;
+      for (int i = 0; i < quarter; ++i) {
+        const unsigned byte = codes[i];
+        float* tl = tab + ((std::size_t(i) * 2) * 16 + (byte & 15u)) * A;
+        float* th = tab + ((std::size_t(i) * 2 + 1) * 16 + (byte >> 4)) * A;
+        L::store(tl, L::load(tl) + w0);
+        L::store(th, L::load(th) + w1);
+      }
+    }
+  }
+  for (int a = 0; a < A; ++a) {
+    float* out = acc + std::size_t(a) * stride;
+    const float zero_sum[2] = {zero_sum0[a], zero_sum1[a]};
+    for (int i = 0; i < quarter; ++i) {
+      for (int half = 0; half < 2; ++half) {
+        const float* t = tab + (std::size_t(i) * 2 + half) * 16 * A + a;
+        float first = 0.0f, second = 0.0f;
+        for (int nibble = 0; nibble < 16; ++nibble) {
+          first += t[nibble * A] * float(nibble & 3);
+          second += t[nibble * A] * float(nibble >> 2);
+        }
+        out[i + 2 * half * quarter] = first - zero_sum[half];
+        out[i + (2 * half + 1) * quarter] = second - zero_sum[half];
+      }
+    }
+  }
+}
+
+/// G = d (one group per row, the serving layout): tables per byte position and whole byte value, 256 entries,
+/// so a row costs d/4 lookups for its score and d/4 table updates for the value sum.
+/// Layout: table[(i·256 + byte)·A + a].
+template <int A>
+void byte_scores(const MixedKvCache& cache, int head, int page_begin, int page_end, const float* q, float* scores,
+                 int n) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  const Int2Config& c = cache.int2_config(KvKind::kKey);
+  const int d = c.head_dim, quarter = d / 4;
+  std::vector<float> table(std::size_t(quarter) * 256 * A);
+  float q_sum[A];
+  for (int a = 0; a < A; ++a) {
+    float sum = 0.0f;
+    for (int e = 0; e < d; ++e) sum += q[std::size_t(a) * d + e];
+    q_sum[a] = sum;
+  }
+  for (int i = 0; i < quarter; ++i) {
+    // field[k][c] = c·q[i + k·quarter] for every query head: a byte's entry is the sum of its four fields.
+    Vec field[4][4];
+    for (int k = 0; k < 4; ++k) {
+      Vec qk;
+      for (int a = 0; a < A; ++a) qk[a] = q[std::size_t(a) * d + i + k * quarter];
+      for (int code = 0; code < 4; ++code) field[k][code] = qk * float(code);
+    }
+    float* t = table.data() + std::size_t(i) * 256 * A;
+    for (int byte = 0; byte < 256; ++byte) {
+      L::store(t + std::size_t(byte) * A, (field[0][byte & 3] + field[1][(byte >> 2) & 3]) +
+                                              (field[2][(byte >> 4) & 3] + field[3][byte >> 6]));
+    }
+  }
+  const float* tab = table.data();
+  int j = 0;
+  for (int p = page_begin; p < page_end; ++p) {
+    const ConstInt2Rows page = cache.int2_page(KvKind::kKey, head, p);
+    const int rows = cache.int2_page_rows(p);
+    for (int r = 0; r < rows; ++r, ++j) {
+      const ConstInt2Rows row = offset_row(page, c, r);
+      const std::uint8_t* codes = row.codes;
+      // Four interleaved partial sums, combined in a fixed order.
+      Vec t0 = {}, t1 = {}, t2 = {}, t3 = {};
+      int i = 0;
+      for (; i + 4 <= quarter; i += 4) {
+        t0 += L::load(tab + (std::size_t(i) * 256 + codes[i]) * A);
+        t1 += L::load(tab + (std::size_t(i + 1) * 256 + codes[i + 1]) * A);
+        t2 += L::load(tab + (std::size_t(i + 2) * 256 + codes[i + 2]) * A);
+        t3 += L::load(tab + (std::size_t(i + 3) * 256 + codes[i + 3]) * A);
+      }
+      for (; i < quarter; ++i) t0 += L::load(tab + (std::size_t(i) * 256 + codes[i]) * A);
+      const Vec total = (t0 + t1) + (t2 + t3);
+      const float scale = param_at(row.scales, 0, c.scale_type), zero = param_at(row.zeros, 0, c.scale_type);
+      for (int a = 0; a < A; ++a) scores[std::size_t(a) * n + j] = scale * (total[a] - zero * q_sum[a]);
+    }
+  }
+}
+
+template <int A>
+void byte_values(const MixedKvCache& cache, int head, int page_begin, int page_end, const float* p_all, int n,
+                 float* acc, std::size_t stride) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  const Int2Config& c = cache.int2_config(KvKind::kValue);
+  const int d = c.head_dim, quarter = d / 4;
+  std::vector<float> table(std::size_t(quarter) * 256 * A, 0.0f);
+  float* tab = table.data();
+  Vec zero_sum = {};
+  int j = 0;
+  for (int p = page_begin; p < page_end; ++p) {
+    const ConstInt2Rows page = cache.int2_page(KvKind::kValue, head, p);
+    const int rows = cache.int2_page_rows(p);
+    for (int r = 0; r < rows; ++r, ++j) {
+      const ConstInt2Rows row = offset_row(page, c, r);
+      const std::uint8_t* codes = row.codes;
+      const float scale = param_at(row.scales, 0, c.scale_type), zero = param_at(row.zeros, 0, c.scale_type);
+      Vec weight;
+      for (int a = 0; a < A; ++a) weight[a] = p_all[std::size_t(a) * n + j];
+      const Vec w = weight * scale;
+      zero_sum += w * zero;
+      for (int i = 0; i < quarter; ++i) {
+        float* t = tab + (std::size_t(i) * 256 + codes[i]) * A;
+        L::store(t, L::load(t) + w);
+      }
+    }
+  }
+  // Expansion: element i + k·quarter gets Σ_byte W[i][byte]·field_k(byte). Summing the table over the
+  // bytes with a given field value first: Σ_c c·(Σ_{byte: field_k = c} W).
+  for (int i = 0; i < quarter; ++i) {
+    const float* t = tab + std::size_t(i) * 256 * A;
+    Vec by_code[4][4] = {};  // [field k][code c]
+    for (int byte = 0; byte < 256; ++byte) {
+      const Vec w = L::load(t + std::size_t(byte) * A);
+      by_code[0][byte & 3] += w;
+      by_code[1][(byte >> 2) & 3] += w;
+      by_code[2][(byte >> 4) & 3] += w;
+      by_code[3][byte >> 6] += w;
+    }
+    for (int k = 0; k < 4; ++k) {
+      const Vec value = (by_code[k][1] + by_code[k][2] * 2.0f + by_code[k][3] * 3.0f) - zero_sum;
+      for (int a = 0; a < A; ++a) acc[std::size_t(a) * stride + i + k * quarter] = value[a];
+    }
+  }
+}
+
+using LutScores = void (*)(const MixedKvCache&, int, int, int, const float*, float*, int);
+using LutValues = void (*)(const MixedKvCache&, int, int, int, const float*, int, float*, std::size_t);
 
 }  // namespace
 
@@ -144,54 +421,120 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
   const Int2Config& kc = cache.int2_config(KvKind::kKey);
   const Int2Config& vc = cache.int2_config(KvKind::kValue);
 
+  // Table kernels for INT2 items where they apply (G = d or d/2, and 1, 2, 4 or 8 query heads per KV head);
+  // otherwise rows are dequantised one at a time and go through the same loops as full-precision rows.
+  LutScores key_lut = nullptr;
+  LutValues value_lut = nullptr;
+  const auto pick = [&](const Int2Config& c, auto byte_kernel, auto nibble_kernel) {
+    decltype(byte_kernel) none = nullptr;
+    if (!options.use_tables) return none;
+    if (c.group_size == c.head_dim) return byte_kernel;
+    return 2 * c.group_size == c.head_dim ? nibble_kernel : none;
+  };
+  switch (group) {
+    case 1:
+      key_lut = pick(kc, byte_scores<1>, nibble_scores<1>);
+      value_lut = pick(vc, byte_values<1>, nibble_values<1>);
+      break;
+    case 2:
+      key_lut = pick(kc, byte_scores<2>, nibble_scores<2>);
+      value_lut = pick(vc, byte_values<2>, nibble_values<2>);
+      break;
+    case 4:
+      key_lut = pick(kc, byte_scores<4>, nibble_scores<4>);
+      value_lut = pick(vc, byte_values<4>, nibble_values<4>);
+      break;
+    case 8:
+      key_lut = pick(kc, byte_scores<8>, nibble_scores<8>);
+      value_lut = pick(vc, byte_values<8>, nibble_values<8>);
+      break;
+    default:
+      break;
+  }
+
   const auto run = [&](int index) {
     const Item& item = items[std::size_t(index)];
     const int n = item.count, g = item.head;
     const float* qg = qs.data() + std::size_t(g) * group * d;
     std::vector<float> scores(std::size_t(group) * n);
-    std::vector<float> row(static_cast<std::size_t>(d));
-    // Calls f(j, row) for every row j of the item with the key (kind 0) or value (kind 1) row as float.
-    const auto for_rows = [&](KvKind kind, const auto& f) {
+    constexpr int kBlock = 4;
+    std::vector<float> block(std::size_t(kBlock) * d);
+    // Calls f(j, rows, count) for consecutive blocks of up to kBlock rows j.. of the item, with the key or
+    // value rows as float ([count][d] in `block`).
+    const auto for_blocks = [&](KvKind kind, const auto& f) {
       if (!item.int2) {
         const std::uint8_t* base = kind == KvKind::kKey ? item.keys : item.values;
-        for (int j = 0; j < n; ++j) {
-          widen_full_precision(base + std::size_t(j) * rb, std::size_t(d), storage, row.data());
-          f(j, row.data());
+        for (int j = 0; j < n; j += kBlock) {
+          const int count = std::min(kBlock, n - j);
+          widen_full_precision(base + std::size_t(j) * rb, std::size_t(count) * d, storage, block.data());
+          f(j, block.data(), count);
         }
         return;
       }
       const Int2Config& c = kind == KvKind::kKey ? kc : vc;
-      int j = 0;
+      int j = 0, count = 0;
       for (int p = item.page_begin; p < item.page_end; ++p) {
         const ConstInt2Rows page = cache.int2_page(kind, g, p);
         const int rows = cache.int2_page_rows(p);
-        for (int r = 0; r < rows; ++r, ++j) {
-          dequantize_row(offset_row(page, c, r), c, row.data());
-          f(j, row.data());
+        for (int r = 0; r < rows; ++r) {
+          dequantize_row(offset_row(page, c, r), c, block.data() + std::size_t(count) * d);
+          if (++count == kBlock) {
+            f(j, block.data(), count);
+            j += count;
+            count = 0;
+          }
         }
       }
+      if (count > 0) f(j, block.data(), count);
     };
-    for_rows(KvKind::kKey, [&](int j, const float* key) {
-      for (int a = 0; a < group; ++a) scores[std::size_t(a) * n + j] = dot(qg + std::size_t(a) * d, key, d);
-    });
+    if (item.int2 && key_lut) {
+      key_lut(cache, g, item.page_begin, item.page_end, qg, scores.data(), n);
+    } else {
+      for_blocks(KvKind::kKey, [&](int j, const float* keys, int count) {
+        for (int r = 0; r < count; ++r) {
+          for (int a = 0; a < group; ++a) {
+            scores[std::size_t(a) * n + j + r] = dot(qg + std::size_t(a) * d, keys + std::size_t(r) * d, d);
+          }
+        }
+      });
+    }
     float* result = partial.data() + std::size_t(index) * group * state;
     for (int a = 0; a < group; ++a) {
       float* s = scores.data() + std::size_t(a) * n;
       float m = -std::numeric_limits<float>::infinity();
       for (int j = 0; j < n; ++j) m = std::max(m, s[j]);
-      float l = 0.0f;
-      for (int j = 0; j < n; ++j) {
-        s[j] = std::exp(s[j] - m);
-        l += s[j];
+      for (int j = 0; j < n; ++j) s[j] -= m;
+      attention_detail::exp_nonpositive(s, n);
+      float l4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      int j = 0;
+      for (; j + 4 <= n; j += 4) {
+        for (int k = 0; k < 4; ++k) l4[k] += s[j + k];
       }
+      float l = (l4[0] + l4[1]) + (l4[2] + l4[3]);
+      for (; j < n; ++j) l += s[j];
       float* st = result + std::size_t(a) * state;
       st[0] = m;
       st[1] = l;
       std::fill(st + 2, st + state, 0.0f);
     }
-    for_rows(KvKind::kValue, [&](int j, const float* value) {
-      for (int a = 0; a < group; ++a) axpy(scores[std::size_t(a) * n + j], value, result + std::size_t(a) * state + 2, d);
-    });
+    if (item.int2 && value_lut) {
+      value_lut(cache, g, item.page_begin, item.page_end, scores.data(), n, result + 2, state);
+    } else {
+      // acc += Σ_r p_r·v_r over blocks of 4 rows: one pass over the accumulator per block.
+      for_blocks(KvKind::kValue, [&](int j, const float* values, int count) {
+        for (int a = 0; a < group; ++a) {
+          const float* p = scores.data() + std::size_t(a) * n + j;
+          float* y = result + std::size_t(a) * state + 2;
+          if (count == kBlock) {
+            const float p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
+            const float *v0 = values, *v1 = values + d, *v2 = values + 2 * d, *v3 = values + 3 * d;
+            for (int e = 0; e < d; ++e) y[e] += (p0 * v0[e] + p1 * v1[e]) + (p2 * v2[e] + p3 * v3[e]);
+          } else {
+            for (int r = 0; r < count; ++r) axpy(p[r], values + std::size_t(r) * d, y, d);
+          }
+        }
+      });
+    }
   };
   parallel_for(int(items.size()), std::max(options.threads, 1), run);
 

@@ -36,15 +36,6 @@ void store_full_precision(const float* src, std::size_t n, FullPrecisionType typ
   for (std::size_t i = 0; i < n; ++i) out[i] = float_to_bfloat16(src[i]);
 }
 
-void widen_full_precision(const void* src, std::size_t n, FullPrecisionType type, float* dst) {
-  if (type == FullPrecisionType::kFloat32) {
-    std::memcpy(dst, src, n * sizeof(float));
-    return;
-  }
-  const auto* in = static_cast<const std::uint16_t*>(src);
-  for (std::size_t i = 0; i < n; ++i) dst[i] = bfloat16_to_float(in[i]);
-}
-
 MixedCacheConfig MixedCacheConfig::make(int kv_heads, int head_dim) {
   MixedCacheConfig c;
   c.kv_heads = kv_heads;

@@ -18,9 +18,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
+#include "core/dtype.h"
 #include "runtime/int2_format.h"
 #include "runtime/int2_quantize.h"
 #include "runtime/rotation.h"
@@ -67,7 +69,14 @@ struct CacheMemory {
 /// Full-precision storage element bytes, and conversion of n elements to and from float.
 inline std::size_t full_precision_bytes(FullPrecisionType type) { return type == FullPrecisionType::kFloat32 ? 4 : 2; }
 void store_full_precision(const float* src, std::size_t n, FullPrecisionType type, void* dst);
-void widen_full_precision(const void* src, std::size_t n, FullPrecisionType type, float* dst);
+inline void widen_full_precision(const void* src, std::size_t n, FullPrecisionType type, float* dst) {
+  if (type == FullPrecisionType::kFloat32) {
+    std::memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  const auto* in = static_cast<const std::uint16_t*>(src);
+  for (std::size_t i = 0; i < n; ++i) dst[i] = bfloat16_to_float(in[i]);  // exact: the upper half of a float
+}
 
 class MixedKvCache {
  public:

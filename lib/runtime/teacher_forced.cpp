@@ -122,12 +122,18 @@ void teacher_forced_attention(const MixedCacheConfig& config, const Rotation& ke
       float* s = scores.data() + std::size_t(a) * n;
       float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
       for (int j = 0; j < n; ++j) m = std::max(m, s[j]);
-      for (int j = 0; j < n; ++j) {
-        s[j] = std::exp(s[j] - m);
-        l += s[j];
-      }
+      for (int j = 0; j < n; ++j) s[j] -= m;
+      attention_detail::exp_nonpositive(s, n);
+      for (int j = 0; j < n; ++j) l += s[j];
       std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int j = 0; j < n; ++j) attention_detail::axpy(s[j], row(1, j), acc.data(), d);
+      // acc += Σ_j p_j·v_j, four rows per pass over the accumulator.
+      int j = 0;
+      for (; j + 4 <= n; j += 4) {
+        const float *v0 = row(1, j), *v1 = row(1, j + 1), *v2 = row(1, j + 2), *v3 = row(1, j + 3);
+        const float p0 = s[j], p1 = s[j + 1], p2 = s[j + 2], p3 = s[j + 3];
+        for (int e = 0; e < d; ++e) acc[std::size_t(e)] += (p0 * v0[e] + p1 * v1[e]) + (p2 * v2[e] + p3 * v3[e]);
+      }
+      for (; j < n; ++j) attention_detail::axpy(s[j], row(1, j), acc.data(), d);
       const float inverse = 1.0f / l;
       for (std::size_t e = 0; e < D; ++e) o[e] = acc[e] * inverse;
       float* dst = out + (std::size_t(t) * q_heads + std::size_t(g) * group + a) * D;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -204,6 +205,20 @@ std::vector<Case> cases() {
   lm.recent_tokens = 16;
   lm.block_tokens = 8;
   out.push_back({"Lloyd-Max, MHA", lm, 4});
+  // No table kernel: G = d/4, and 3 query heads per KV head.
+  MixedCacheConfig quarter = MixedCacheConfig::make(2, 128);
+  quarter.sink_tokens = 8;
+  quarter.recent_tokens = 16;
+  quarter.block_tokens = 32;
+  quarter.key_int2.group_size = quarter.value_int2.group_size = 32;
+  out.push_back({"G=d/4, Hq/Hkv=3", quarter, 6});
+  // 8 query heads per KV head, fp16 scales, G = d.
+  MixedCacheConfig wide = MixedCacheConfig::make(1, 64);
+  wide.sink_tokens = 8;
+  wide.recent_tokens = 8;
+  wide.block_tokens = 8;
+  wide.key_int2.scale_type = wide.value_int2.scale_type = ScaleType::kFloat16;
+  out.push_back({"Hq/Hkv=8, fp16 scales", wide, 8});
   return out;
 }
 
@@ -269,9 +284,10 @@ TEST(DecodeAttention, FastPathMatchesTheReference) {
       cache.append(s.k_at(t), s.v_at(t));
       if (t % 41 != 0 && t != s.tokens - 1) continue;
       decode_attention_reference(cache, s.q_at(t), c.q_heads, ref.data());
-      for (int split : {16, 2048}) {
+      for (int variant = 0; variant < 3; ++variant) {
         AttentionOptions options;
-        options.split_tokens = split;
+        options.split_tokens = variant == 0 ? 16 : 2048;
+        options.use_tables = variant != 2;  // the table kernels and the dequantising loops
         options.threads = 1;
         decode_attention(cache, s.q_at(t), c.q_heads, fast.data(), options);
         options.threads = 3;
@@ -287,6 +303,24 @@ TEST(DecodeAttention, FastPathMatchesTheReference) {
     }
     std::printf("[          ] %s: max |fast − reference| / (max|V|·(1 + max|logit|)) = %.3g\n", c.name, worst);
   }
+}
+
+TEST(DecodeAttention, ExpOfNonPositiveValues) {
+  std::vector<float> x;
+  for (float v = 0.0f; v > -90.0f; v -= 0.0137f) x.push_back(v);
+  x.push_back(-1000.0f);
+  x.push_back(-std::numeric_limits<float>::infinity());
+  std::vector<float> y = x;
+  attention_detail::exp_nonpositive(y.data(), int(y.size()));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double expected = std::exp(double(x[i]));
+    if (x[i] < -87.0f) {
+      EXPECT_EQ(y[i], 0.0f) << x[i];
+    } else {
+      EXPECT_NEAR(y[i], expected, 3e-7 * expected) << x[i];
+    }
+  }
+  EXPECT_EQ(y[0], 1.0f);
 }
 
 TEST(DecodeAttention, ScaleAndArgumentChecks) {

@@ -1,0 +1,107 @@
+// Launch parameters of the CUDA kernels (internal to lib/runtime/cuda; plain C++). All pointers are device
+// pointers. The launchers are asynchronous and throw std::runtime_error on a launch error.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "runtime/cuda/quantize_row.cuh"
+
+namespace oscar::runtime::gpu::detail {
+
+/// Throws std::runtime_error("<what>: <CUDA error string>") unless `error` is cudaSuccess (0).
+void throw_cuda_error(int error, const char* what);
+inline void check_cuda(int error, const char* what) {
+  if (error != 0) throw_cuda_error(error, what);
+}
+
+/// Rows r = token·heads + h of `heads` heads; rotation matrix of head h: h / heads_per_matrix.
+struct RotateLaunch {
+  const float* src = nullptr;  ///< [rows, d]
+  std::int64_t rows = 0;
+  int head_dim = 0;
+  int heads = 1;
+  int heads_per_matrix = 1;
+  const float* rotation = nullptr;  ///< [matrices, d, d]; nullptr copies
+  bool transpose = false;
+  float* out_f32 = nullptr;  ///< row r at r·d, or:
+  /// bf16 destination: token i goes to slot (dst_token_base + i) % dst_token_modulus (modulus 0: no wrap),
+  /// row (slot·heads + h)·d.
+  std::uint16_t* out_bf16 = nullptr;
+  std::int64_t dst_token_base = 0;
+  std::int64_t dst_token_modulus = 0;
+};
+void launch_rotate(const RotateLaunch& p, void* stream);
+
+struct QuantizeLaunch {
+  RowFormat format{};
+  std::int64_t rows = 0;  ///< rows r = token·heads + h
+  int heads = 1;
+  int heads_per_matrix = 1;
+  /// Source: float32 rows (row r at r·d), or bf16 rows of a ring: token i in slot
+  /// (src_token_base + i) % src_token_modulus, row (slot·heads + h)·d.
+  const float* src_f32 = nullptr;
+  const std::uint16_t* src_bf16 = nullptr;
+  std::int64_t src_token_base = 0;
+  std::int64_t src_token_modulus = 1;
+  const float* rotation = nullptr;  ///< [matrices, d, d] or nullptr
+  bool round_to_bf16 = false;
+  /// Destination: row r at index r, or (page_table set) token dst_token_base + i of head h at
+  /// (page_table[t / page_tokens]·heads + h)·page_tokens + t % page_tokens.
+  std::uint8_t* codes = nullptr;
+  void* scales = nullptr;
+  void* zeros = nullptr;
+  const int* page_table = nullptr;
+  int page_tokens = 0;
+  std::int64_t dst_token_base = 0;
+  unsigned long long* errors = nullptr;  ///< [2], see quantize_row.cuh
+};
+void launch_quantize(const QuantizeLaunch& p, void* stream);
+
+inline constexpr int kDecodeWarps = 4;
+inline constexpr int kDecodeMaxGroupHeads = 8;  ///< query heads per launch and KV head (more: several launches)
+
+struct DecodeLaunch {
+  int head_dim = 0;
+  int kv_heads = 0;
+  int group_heads = 0;  ///< query heads per KV head (Hq / Hkv)
+  float score_scale_log2 = 0.0f;  ///< softmax scale · log2(e)
+  const float* q = nullptr;       ///< rotated queries [Hq, d]
+  // INT2 segment (tokens 0 … int2_tokens−1 of the segment), pages as QuantizeLaunch's destination.
+  std::int64_t int2_tokens = 0;
+  int page_tokens = 0;
+  const int* page_table = nullptr;
+  const std::uint8_t* k_codes = nullptr;
+  const std::uint8_t* v_codes = nullptr;
+  const void* k_scales = nullptr;
+  const void* k_zeros = nullptr;
+  const void* v_scales = nullptr;
+  const void* v_zeros = nullptr;
+  int k_group_size = 0, v_group_size = 0;
+  bool k_float16 = false, v_float16 = false;
+  std::int64_t int2_chunk = 0;
+  int int2_splits = 0;
+  // bf16 segments: sink rows [sink_tokens, Hkv, d], then the recent ring (token i in slot
+  // (ring_start + i) % ring_capacity).
+  const std::uint16_t* sink_k = nullptr;
+  const std::uint16_t* sink_v = nullptr;
+  std::int64_t sink_tokens = 0;
+  const std::uint16_t* ring_k = nullptr;
+  const std::uint16_t* ring_v = nullptr;
+  std::int64_t ring_start = 0, ring_capacity = 1, recent_tokens = 0;
+  std::int64_t fp_chunk = 0;
+  int fp_splits = 0;
+  // Partials: m and l [splits, Hq], acc [splits, Hq, d].
+  float* part_m = nullptr;
+  float* part_l = nullptr;
+  float* part_acc = nullptr;
+  // Merge: out [Hq, d] = (Σ acc·2^(m−M) / Σ l·2^(m−M)) · R_Vᵀ.
+  const float* value_rotation = nullptr;  ///< [matrices, d, d] or nullptr
+  int value_matrices = 1;
+  float* out = nullptr;
+};
+/// The split kernel (one launch per ≤ 8 query heads of each KV head), then the merge kernel.
+void launch_decode(const DecodeLaunch& p, void* stream);
+
+}  // namespace oscar::runtime::gpu::detail

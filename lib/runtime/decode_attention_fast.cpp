@@ -23,7 +23,7 @@ void exp_nonpositive(float* x, int n) {
   // (< 1.7e-38) is flushed to 0.
   for (int i = 0; i < n; ++i) {
     const float input = x[i];
-    const float v = input < -87.0f ? -87.0f : input;
+    const float v = input < kExpFlushBelow ? kExpFlushBelow : input;
     const float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = v - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
@@ -37,7 +37,7 @@ void exp_nonpositive(float* x, int n) {
     const std::uint32_t bits = std::uint32_t(std::int32_t(k) + 127) << 23;
     float two_k;
     std::memcpy(&two_k, &bits, sizeof two_k);
-    x[i] = input < -87.0f ? 0.0f : p * two_k;
+    x[i] = input < kExpFlushBelow ? 0.0f : p * two_k;
   }
 }
 

@@ -314,7 +314,7 @@ TEST(DecodeAttention, ExpOfNonPositiveValues) {
   attention_detail::exp_nonpositive(y.data(), int(y.size()));
   for (std::size_t i = 0; i < x.size(); ++i) {
     const double expected = std::exp(double(x[i]));
-    if (x[i] < -87.0f) {
+    if (x[i] < attention_detail::kExpFlushBelow) {
       EXPECT_EQ(y[i], 0.0f) << x[i];
     } else {
       EXPECT_NEAR(y[i], expected, 3e-7 * expected) << x[i];

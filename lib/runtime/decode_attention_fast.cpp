@@ -350,6 +350,248 @@ void byte_values(const MixedKvCache& cache, int head, int page_begin, int page_e
   }
 }
 
+/// Vectorised copy of exp_nonpositive (same operations per element, so the same results), for the INT2
+/// table kernel below: x[i] ← e^x[i] over n floats, 4 at a time.
+void exp_nonpositive_vec(float* x, int n) {
+  using L = Lanes<4>;
+  using Vec = L::Vec;
+  typedef std::int32_t IVec __attribute__((vector_size(16)));
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const Vec input = L::load(x + i);
+    const IVec below = input < attention_detail::kExpFlushBelow;
+    const Vec flush = Vec{} + attention_detail::kExpFlushBelow;
+    IVec vbits, fbits;
+    std::memcpy(&vbits, &input, sizeof vbits);
+    std::memcpy(&fbits, &flush, sizeof fbits);
+    const IVec clamped_bits = (fbits & below) | (vbits & ~below);
+    Vec v;
+    std::memcpy(&v, &clamped_bits, sizeof v);
+    const Vec k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    Vec r = v - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    Vec p = Vec{} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const IVec two_k_bits = (__builtin_convertvector(k, IVec) + 127) << 23;
+    Vec two_k;
+    std::memcpy(&two_k, &two_k_bits, sizeof two_k);
+    const Vec e = p * two_k;
+    IVec ebits;
+    std::memcpy(&ebits, &e, sizeof ebits);
+    const IVec out_bits = ebits & ~below;
+    Vec out;
+    std::memcpy(&out, &out_bits, sizeof out);
+    L::store(x + i, out);
+  }
+  if (i < n) attention_detail::exp_nonpositive(x + i, n - i);
+}
+
+/// One INT2 work item with G = d (one group per row), the whole softmax state at once, with the byte tables
+/// of byte_scores / byte_values cut into slices of W byte positions (16 KiB for A ≤ 4), so that each slice
+/// stays in L1: a pass over the item's rows per slice. Scores, weights: [row][A] (one vector per row).
+struct PageCodes {
+  const std::uint8_t* codes;
+  int rows;
+};
+
+template <int A, int W>
+void score_pass(const float* q, int d, int i0, const std::vector<PageCodes>& pages, int packed, float* table,
+                float* sc, bool first) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  const int quarter = d / 4;
+  for (int w = 0; w < W; ++w) {
+    const int i = i0 + w;
+    Vec field[4][4];
+    for (int k = 0; k < 4; ++k) {
+      Vec qk;
+      for (int a = 0; a < A; ++a) qk[a] = q[std::size_t(a) * d + i + k * quarter];
+      for (int code = 0; code < 4; ++code) field[k][code] = qk * float(code);
+    }
+    float* t = table + std::size_t(w) * 256 * A;
+    for (int c3 = 0; c3 < 4; ++c3) {
+      for (int c2 = 0; c2 < 4; ++c2) {
+        const Vec high = field[2][c2] + field[3][c3];
+        for (int c1 = 0; c1 < 4; ++c1) {
+          for (int c0 = 0; c0 < 4; ++c0) {
+            L::store(t + std::size_t(c3 * 64 + c2 * 16 + c1 * 4 + c0) * A, (field[0][c0] + field[1][c1]) + high);
+          }
+        }
+      }
+    }
+  }
+  float* out = sc;
+  for (const PageCodes& page : pages) {
+    const std::uint8_t* codes = page.codes + i0;
+    for (int r = 0; r < page.rows; ++r, codes += packed, out += A) {
+      Vec total;
+      if (W == 4) {
+        total = (L::load(table + std::size_t(codes[0]) * A) + L::load(table + (256 + std::size_t(codes[1])) * A)) +
+                (L::load(table + (512 + std::size_t(codes[2])) * A) + L::load(table + (768 + std::size_t(codes[3])) * A));
+      } else if (W == 2) {
+        total = L::load(table + std::size_t(codes[0]) * A) + L::load(table + (256 + std::size_t(codes[1])) * A);
+      } else {
+        total = L::load(table + std::size_t(codes[0]) * A);
+      }
+      L::store(out, first ? total : L::load(out) + total);
+    }
+  }
+}
+
+template <int A, int W>
+void value_pass(int d, int i0, const std::vector<PageCodes>& pages, int packed, float* table, const float* wt,
+                typename Lanes<A>::Vec zero_sum, float* acc, std::size_t stride) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  const int quarter = d / 4;
+  std::memset(table, 0, sizeof(float) * std::size_t(W) * 256 * A);
+  const float* weight = wt;
+  for (const PageCodes& page : pages) {
+    const std::uint8_t* codes = page.codes + i0;
+    for (int r = 0; r < page.rows; ++r, codes += packed, weight += A) {
+      const Vec w = L::load(weight);
+      for (int k = 0; k < W; ++k) {
+        float* t = table + (std::size_t(k) * 256 + codes[k]) * A;
+        L::store(t, L::load(t) + w);
+      }
+    }
+  }
+  // Expansion: element i + f·quarter gets Σ_byte W[byte]·code_f(byte), summed over the byte's fields from
+  // the lowest up, so that every partial sum stays in a register.
+  for (int k = 0; k < W; ++k) {
+    const int i = i0 + k;
+    const float* t = table + std::size_t(k) * 256 * A;
+    Vec v[4] = {};
+    for (int c3 = 0; c3 < 4; ++c3) {
+      Vec s3 = {};
+      for (int c2 = 0; c2 < 4; ++c2) {
+        Vec s2 = {};
+        for (int c1 = 0; c1 < 4; ++c1) {
+          const float* b = t + std::size_t(c3 * 64 + c2 * 16 + c1 * 4) * A;
+          const Vec t0 = L::load(b), t1 = L::load(b + A), t2 = L::load(b + 2 * A), t3 = L::load(b + 3 * A);
+          v[0] += t1 + t2 * 2.0f + t3 * 3.0f;
+          const Vec s1 = (t0 + t1) + (t2 + t3);
+          v[1] += s1 * float(c1);
+          s2 += s1;
+        }
+        v[2] += s2 * float(c2);
+        s3 += s2;
+      }
+      v[3] += s3 * float(c3);
+    }
+    for (int f = 0; f < 4; ++f) {
+      const Vec value = v[f] - zero_sum;
+      for (int a = 0; a < A; ++a) acc[std::size_t(a) * stride + i + f * quarter] = value[a];
+    }
+  }
+}
+
+/// The softmax state [m, l, acc[d]] (stride `state`) of each of the A query heads for an INT2 item, G = d.
+template <int A>
+void byte_item(const MixedKvCache& cache, int head, int page_begin, int page_end, const float* q, int n,
+               float* result, std::size_t state) {
+  using L = Lanes<A>;
+  using Vec = typename L::Vec;
+  constexpr int kSlice = A <= 4 ? 4 : 2;  // byte positions per slice: kSlice·256·A floats ≤ 16 KiB
+  const Int2Config& kc = cache.int2_config(KvKind::kKey);
+  const Int2Config& vc = cache.int2_config(KvKind::kValue);
+  const int d = kc.head_dim, quarter = d / 4, packed = kc.packed_bytes();
+  std::vector<PageCodes> key_pages, value_pages;
+  std::vector<float> ks(std::size_t(n) * 2), vs(std::size_t(n) * 2);  // [row][scale, zero]
+  {
+    int j = 0;
+    for (int p = page_begin; p < page_end; ++p) {
+      const ConstInt2Rows kp = cache.int2_page(KvKind::kKey, head, p);
+      const ConstInt2Rows vp = cache.int2_page(KvKind::kValue, head, p);
+      const int rows = cache.int2_page_rows(p);
+      key_pages.push_back({kp.codes, rows});
+      value_pages.push_back({vp.codes, rows});
+      for (int r = 0; r < rows; ++r, ++j) {
+        ks[2 * std::size_t(j)] = param_at(kp.scales, r, kc.scale_type);
+        ks[2 * std::size_t(j) + 1] = param_at(kp.zeros, r, kc.scale_type);
+        vs[2 * std::size_t(j)] = param_at(vp.scales, r, vc.scale_type);
+        vs[2 * std::size_t(j) + 1] = param_at(vp.zeros, r, vc.scale_type);
+      }
+    }
+  }
+  std::vector<float> table(std::size_t(kSlice) * 256 * A);
+  std::vector<float> sc(std::size_t(n) * A);
+  // Scores: Σ over slices of the table sums, then s·(Σ − z·Σq).
+  {
+    int i = 0;
+    for (; i + kSlice <= quarter; i += kSlice) {
+      score_pass<A, kSlice>(q, d, i, key_pages, packed, table.data(), sc.data(), i == 0);
+    }
+    for (; i < quarter; ++i) score_pass<A, 1>(q, d, i, key_pages, packed, table.data(), sc.data(), i == 0);
+  }
+  Vec q_sum;
+  for (int a = 0; a < A; ++a) {
+    float sum = 0.0f;
+    for (int e = 0; e < d; ++e) sum += q[std::size_t(a) * d + e];
+    q_sum[a] = sum;
+  }
+  float m[A];
+  for (int a = 0; a < A; ++a) m[a] = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < n; ++j) {
+    float* s = sc.data() + std::size_t(j) * A;
+    const float scale = ks[2 * std::size_t(j)], zero = ks[2 * std::size_t(j) + 1];
+    for (int a = 0; a < A; ++a) {
+      s[a] = scale * (s[a] - zero * q_sum[a]);
+      m[a] = std::max(m[a], s[a]);
+    }
+  }
+  Vec mv;
+  for (int a = 0; a < A; ++a) mv[a] = m[a];
+  for (int j = 0; j < n; ++j) L::store(sc.data() + std::size_t(j) * A, L::load(sc.data() + std::size_t(j) * A) - mv);
+  exp_nonpositive_vec(sc.data(), n * A);
+  // l = Σ p, weights w = p·s_v (in place), Σ w·z_v.
+  Vec l0 = {}, l1 = {}, z0 = {}, z1 = {};
+  {
+    int j = 0;
+    for (; j + 2 <= n; j += 2) {
+      float* s = sc.data() + std::size_t(j) * A;
+      const Vec p0 = L::load(s), p1 = L::load(s + A);
+      l0 += p0;
+      l1 += p1;
+      const Vec w0 = p0 * vs[2 * std::size_t(j)], w1 = p1 * vs[2 * std::size_t(j) + 2];
+      z0 += w0 * vs[2 * std::size_t(j) + 1];
+      z1 += w1 * vs[2 * std::size_t(j) + 3];
+      L::store(s, w0);
+      L::store(s + A, w1);
+    }
+    if (j < n) {
+      float* s = sc.data() + std::size_t(j) * A;
+      const Vec p0 = L::load(s);
+      l0 += p0;
+      const Vec w0 = p0 * vs[2 * std::size_t(j)];
+      z0 += w0 * vs[2 * std::size_t(j) + 1];
+      L::store(s, w0);
+    }
+  }
+  const Vec l = l0 + l1, zero_sum = z0 + z1;
+  for (int a = 0; a < A; ++a) {
+    result[std::size_t(a) * state] = m[a];
+    result[std::size_t(a) * state + 1] = l[a];
+  }
+  {
+    const int vpacked = vc.packed_bytes();
+    int i = 0;
+    for (; i + kSlice <= quarter; i += kSlice) {
+      value_pass<A, kSlice>(d, i, value_pages, vpacked, table.data(), sc.data(), zero_sum, result + 2, state);
+    }
+    for (; i < quarter; ++i) {
+      value_pass<A, 1>(d, i, value_pages, vpacked, table.data(), sc.data(), zero_sum, result + 2, state);
+    }
+  }
+}
+
+using LutItem = void (*)(const MixedKvCache&, int, int, int, const float*, int, float*, std::size_t);
+
 using LutScores = void (*)(const MixedKvCache&, int, int, int, const float*, float*, int);
 using LutValues = void (*)(const MixedKvCache&, int, int, int, const float*, int, float*, std::size_t);
 
@@ -425,6 +667,7 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
   // otherwise rows are dequantised one at a time and go through the same loops as full-precision rows.
   LutScores key_lut = nullptr;
   LutValues value_lut = nullptr;
+  LutItem item_lut = nullptr;  // G = d for both keys and values: the whole item through byte_item
   const auto pick = [&](const Int2Config& c, auto byte_kernel, auto nibble_kernel) {
     decltype(byte_kernel) none = nullptr;
     if (!options.use_tables) return none;
@@ -433,29 +676,42 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
   };
   switch (group) {
     case 1:
+      item_lut = byte_item<1>;
       key_lut = pick(kc, byte_scores<1>, nibble_scores<1>);
       value_lut = pick(vc, byte_values<1>, nibble_values<1>);
       break;
     case 2:
+      item_lut = byte_item<2>;
       key_lut = pick(kc, byte_scores<2>, nibble_scores<2>);
       value_lut = pick(vc, byte_values<2>, nibble_values<2>);
       break;
     case 4:
+      item_lut = byte_item<4>;
       key_lut = pick(kc, byte_scores<4>, nibble_scores<4>);
       value_lut = pick(vc, byte_values<4>, nibble_values<4>);
       break;
     case 8:
+      item_lut = byte_item<8>;
       key_lut = pick(kc, byte_scores<8>, nibble_scores<8>);
       value_lut = pick(vc, byte_values<8>, nibble_values<8>);
       break;
     default:
       break;
   }
+  if (!options.use_tables || kc.group_size != kc.head_dim || vc.group_size != vc.head_dim ||
+      kc.head_dim != vc.head_dim) {
+    item_lut = nullptr;
+  }
 
   const auto run = [&](int index) {
     const Item& item = items[std::size_t(index)];
     const int n = item.count, g = item.head;
     const float* qg = qs.data() + std::size_t(g) * group * d;
+    if (item.int2 && item_lut) {
+      item_lut(cache, g, item.page_begin, item.page_end, qg, n, partial.data() + std::size_t(index) * group * state,
+               state);
+      return;
+    }
     std::vector<float> scores(std::size_t(group) * n);
     constexpr int kBlock = 4;
     std::vector<float> block(std::size_t(kBlock) * d);

@@ -22,7 +22,7 @@ cmake_args=(-S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSCAR_R
 targets=(bench_runtime_cuda)
 if [[ -f "$gtest_src/CMakeLists.txt" ]]; then
   cmake_args+=(-DOSCAR_BUILD_TESTS=ON -DOSCAR_GTEST_SOURCE_DIR="$gtest_src")
-  targets+=(test_runtime_cuda)
+  targets+=(test_runtime test_runtime_cuda)
 else
   echo "gpu-check: no GoogleTest sources at $gtest_src: tests not built, benchmark only"
   cmake_args+=(-DOSCAR_BUILD_TESTS=OFF)
@@ -32,7 +32,7 @@ cmake "${cmake_args[@]}"
 ninja -C "$build" -j "$jobs" "${targets[@]}"
 
 status=0
-for t in test_runtime_cuda; do
+for t in test_runtime test_runtime_cuda; do
   if [[ -x "$build/tests/$t" ]]; then
     echo "== $t"
     "$build/tests/$t" || status=1

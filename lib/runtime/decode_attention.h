@@ -18,7 +18,9 @@
 // with one group per row (G = d), a byte of codes indexes a 256-entry table per byte position that holds
 // Σ_k q[i + k·d/4]·code_k for the Hq/Hkv query heads at once, so a score costs d/4 lookups
 // (q·k̂ = s·(Σ table − z·Σq)), and the value sum adds each row's weight p·s to the table entry of each of
-// its bytes and expands the tables once per chunk (Σ_j p_j·v̂_j = Σ_entries W·code − Σ_j p_j·s_j·z_j);
+// its bytes and expands the tables once per chunk (Σ_j p_j·v̂_j = Σ_entries W·code − Σ_j p_j·s_j·z_j).
+// When K and V both have G = d, one kernel does scores, softmax and values of a chunk, with the tables cut
+// into slices of a few byte positions (16 KiB, L1-resident) and one pass over the rows per slice.
 // G = d/2 uses 16-entry tables per nibble, other group sizes or head ratios dequantise row by row.
 // Tolerance against the reference, per output element: |fast − reference| ≤ 4e-7·(1 + max|logit|)·max|v̂|,
 // where logit = scale·q̃·k̃ over the cached rows and v̂ the cached value elements: float32 logits carry an

@@ -20,42 +20,14 @@
 #include "runtime/int2_quantize.h"
 #include "runtime/mixed_cache.h"
 #include "runtime/rotation.h"
+#include "runtime_test_support.h"
 #include "runtime/teacher_forced.h"
 
 namespace oscar::runtime {
 namespace {
 
-std::vector<float> random_values(std::size_t n, std::uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
-
-/// `heads` random orthogonal [d, d] matrices (Gram–Schmidt in double of Gaussian matrices).
-std::vector<float> random_orthogonal(int heads, int d, std::uint32_t seed) {
-  std::vector<float> out;
-  for (int h = 0; h < heads; ++h) {
-    const std::vector<float> g = random_values(std::size_t(d) * d, seed + 977u * h);
-    std::vector<double> m(g.begin(), g.end());
-    for (int i = 0; i < d; ++i) {
-      double* row = m.data() + std::size_t(i) * d;
-      for (int k = 0; k < i; ++k) {
-        const double* prev = m.data() + std::size_t(k) * d;
-        double dot = 0.0;
-        for (int e = 0; e < d; ++e) dot += row[e] * prev[e];
-        for (int e = 0; e < d; ++e) row[e] -= dot * prev[e];
-      }
-      double norm = 0.0;
-      for (int e = 0; e < d; ++e) norm += row[e] * row[e];
-      norm = std::sqrt(norm);
-      for (int e = 0; e < d; ++e) row[e] /= norm;
-    }
-    out.insert(out.end(), m.begin(), m.end());
-  }
-  return out;
-}
+using test::random_orthogonal;
+using test::random_values;
 
 /// Keys with a few large outlier channels and a per-token scale, values plain Gaussian: attention that is
 /// neither uniform nor one-hot.

@@ -38,7 +38,7 @@ namespace oscar::runtime {
 struct AttentionOptions {
   float scale = 0.0f;        ///< ≤ 0: 1/√d
   int threads = 1;           ///< threads over (KV head, chunk) work items
-  int split_tokens = 2048;   ///< rows per work item; fixed so results do not depend on `threads`
+  int split_tokens = 4096;   ///< rows per work item; fixed so results do not depend on `threads` (4096: measured ~10% faster INT2 decode than 2048)
   /// INT2 rows through lookup tables (when G = d or d/2 and Hq/Hkv ∈ {1, 2, 4, 8}); false: dequantise every
   /// row and use the full-precision loops (slower; for comparison).
   bool use_tables = true;

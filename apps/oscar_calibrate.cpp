@@ -14,6 +14,7 @@
 #include "core/version.h"
 #include "io/dump_convert.h"
 #include "linalg/composition.h"
+#include "model/model_calibration.h"
 
 namespace {
 
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
   CLI::App app{"oscar-calibrate " + std::string(kVersion) +
                ": fit OSCAR KV-cache rotations from captured Q/K/V activations and write RotationZoo files\n"
                "  oscar-calibrate --from-dump DUMP --out DIR [--method qqt_sst] [--composition r_h_pbr]\n"
+               "  oscar-calibrate --model M.bin --tokenizer T.bin --data TEXT... --out DIR [--tokens 20000] [--seq-len 256]\n"
                "  oscar-calibrate --method hadamard --num-layers N --head-dim D --out DIR"};
   app.set_version_flag("--version", std::string("oscar-calibrate ") + kVersion);
   app.set_config("--config", "", "Read options from a TOML file (keys are long option names)");
@@ -135,6 +137,12 @@ int main(int argc, char** argv) {
   app.add_option("--save-every", calibrate.checkpoint_every_chunks, "Checkpoint every N chunks (default: per layer)");
   app.add_flag("--resume", calibrate.resume, "Continue from --checkpoint when it exists");
   app.add_flag("!--no-hash", calibrate.hash_inputs, "Do not record SHA-256 digests of the input files");
+  model::ModelCalibrationRequest model_request;
+  app.add_option("--model", model_request.model_path, "llama2.c model (.bin) to run over --data instead of reading a dump");
+  app.add_option("--tokenizer", model_request.tokenizer_path, "llama2.c tokenizer (.bin) of --model");
+  app.add_option("--data", model_request.data_paths, "Text files to calibrate on (with --model)");
+  app.add_option("--tokens", model_request.max_tokens, "Calibration tokens in total (with --model)")->check(CLI::PositiveNumber);
+  app.add_option("--seq-len", model_request.seq_len, "Tokens per sequence (with --model)")->check(CLI::PositiveNumber);
 
   CLI::App* accumulate = app.add_subcommand("accumulate", "Accumulate statistics of a dump (or a shard of it) into a state file");
   DumpFlags accumulate_flags;
@@ -172,6 +180,8 @@ int main(int argc, char** argv) {
   configure_logging(verbosity, quiet);
 
   try {
+    require(model_request.model_path.empty() || dump_flags.request.dump_path.empty(), "--model",
+            "cannot be combined with --from-dump (the model is the input)");
     if (accumulate->parsed()) {
       require(!accumulate_flags.request.dump_path.empty(), "--from-dump", "required");
       accumulate_request.input = accumulate_flags.finish(quiet);
@@ -194,8 +204,19 @@ int main(int argc, char** argv) {
       calib::HadamardRequest hadamard{num_layers, dump_flags.request.head_dim_hint, dump_flags.request.dump_path,
                                       calibrate.out_dir, options_record(app)};
       calib::run_hadamard(hadamard);
+    } else if (!model_request.model_path.empty()) {
+      require(!model_request.tokenizer_path.empty(), "--tokenizer", "required with --model");
+      require(!model_request.data_paths.empty(), "--data", "required with --model");
+      require(!calibrate.out_dir.empty(), "--out", "required");
+      require(calibrate.checkpoint_path.empty() && !calibrate.resume, "--checkpoint", "only works with --from-dump");
+      model_request.fit = fit_flags.finish();
+      model_request.out_dir = calibrate.out_dir;
+      model_request.group_size = fit_flags.group_size;
+      model_request.hash_inputs = calibrate.hash_inputs;
+      model_request.options_record = options_record(app);
+      model::run_model_calibration(model_request);
     } else {
-      require(!dump_flags.request.dump_path.empty(), "--from-dump", "required (or --method hadamard)");
+      require(!dump_flags.request.dump_path.empty(), "--from-dump", "required (or --model, or --method hadamard)");
       require(!calibrate.out_dir.empty(), "--out", "required");
       require(!calibrate.resume || !calibrate.checkpoint_path.empty(), "--resume", "needs --checkpoint");
       require(calibrate.checkpoint_every_chunks == 0 || !calibrate.checkpoint_path.empty(), "--save-every", "needs --checkpoint");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on bundled data: installs, builds, writes a synthetic SGLang-layout Q/K/V dump with Python
+# The main job on bundled data: installs, builds, calibrates a synthetic SGLang-layout Q/K/V dump written by Python
 # (Qwen3-like geometry, small), calibrates OSCAR rotations from it, and checks the result from PyTorch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,12 @@ grep -E '"(tag|tokens|prompts)"' "$work/rotations/calibration.json"
 echo "== PyTorch reads the rotations (weights_only=True) and checks them against its own covariances"
 /usr/bin/python3 tests/python/check_rotations.py --dump "$work/dump" --out "$work/rotations" \
   --method qqt_sst --composition r_h_pbr
+echo "== calibrating the bundled stories260K model directly (llama2.c, capture -> accumulators, no dump)"
+data=../shared/data
+build/apps/oscar-calibrate --model "$data/models/stories260K/stories260K.bin" \
+  --tokenizer "$data/models/stories260K/tok512.bin" --data "$data/text/tinystories_sample.txt" \
+  --tokens 2000 --seq-len 128 --out "$work/stories260K"
+grep -E '"(tag|tokens|prompts)"' "$work/stories260K/calibration.json"
 echo "== the real RotationZoo files load too"
 /usr/bin/python3 - <<'PY'
 import torch

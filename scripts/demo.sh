@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on bundled data: installs, builds, calibrates a synthetic SGLang-layout Q/K/V dump written by Python
-# (Qwen3-like geometry, small), calibrates OSCAR rotations from it, and checks the result from PyTorch.
+# The main job on bundled data: installs, builds, calibrates OSCAR rotations from a synthetic SGLang-layout
+# Q/K/V dump written by Python (Qwen3-like geometry, small; the result is checked from PyTorch) and from the
+# bundled stories260K model directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -55,6 +55,9 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
 /// Building blocks shared by the fast decode path and teacher-forced attention (float32, fixed summation
 /// order, written so that the compiler vectorises them).
 namespace attention_detail {
+/// Throws std::invalid_argument for an empty cache or a query-head count that is not a positive multiple
+/// of the cache's KV heads (the checks both implementations make first).
+void check_decode_arguments(const MixedKvCache& cache, int q_heads);
 /// exp_nonpositive returns exactly 0 below this: smaller attention weights change the output by less than
 /// 1e-22 relative, and their products fall into the subnormal range, where x86 arithmetic is ~100× slower.
 inline constexpr float kExpFlushBelow = -60.0f;

@@ -562,11 +562,7 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
                       const AttentionOptions& options) {
   const MixedCacheConfig& config = cache.config();
   const int d = config.head_dim, hkv = config.kv_heads;
-  if (cache.size() == 0) throw std::invalid_argument("decode attention: empty cache");
-  if (q_heads <= 0 || q_heads % hkv != 0) {
-    throw std::invalid_argument("decode attention: " + std::to_string(q_heads) + " query heads for " +
-                                std::to_string(hkv) + " KV heads");
-  }
+  attention_detail::check_decode_arguments(cache, q_heads);
   const int group = q_heads / hkv;
   const float scale = options.scale > 0.0f ? options.scale : float(1.0 / std::sqrt(double(d)));
   const int split = std::max(options.split_tokens, 1);

@@ -50,14 +50,19 @@ SoftmaxState merge(const SoftmaxState& a, const SoftmaxState& b) {
 
 }  // namespace
 
-void decode_attention_reference(const MixedKvCache& cache, const float* q, int q_heads, float* out, double scale) {
-  const MixedCacheConfig& config = cache.config();
-  const int d = config.head_dim, hkv = config.kv_heads;
+void attention_detail::check_decode_arguments(const MixedKvCache& cache, int q_heads) {
+  const int hkv = cache.config().kv_heads;
   if (cache.size() == 0) throw std::invalid_argument("decode attention: empty cache");
   if (q_heads <= 0 || q_heads % hkv != 0) {
     throw std::invalid_argument("decode attention: " + std::to_string(q_heads) + " query heads for " +
                                 std::to_string(hkv) + " KV heads");
   }
+}
+
+void decode_attention_reference(const MixedKvCache& cache, const float* q, int q_heads, float* out, double scale) {
+  const MixedCacheConfig& config = cache.config();
+  const int d = config.head_dim, hkv = config.kv_heads;
+  attention_detail::check_decode_arguments(cache, q_heads);
   if (scale <= 0.0) scale = 1.0 / std::sqrt(double(d));
   const int group = q_heads / hkv;
   const Rotation& rk = cache.key_rotation();

@@ -14,7 +14,8 @@
 #include "core/version.h"
 #include "io/dump_convert.h"
 #include "linalg/composition.h"
-#include "model/model_calibration.h"
+#include "model/decoder.h"
+#include "pipeline/model_calibration.h"
 
 namespace {
 
@@ -113,7 +114,8 @@ int main(int argc, char** argv) {
   CLI::App app{"oscar-calibrate " + std::string(kVersion) +
                ": fit OSCAR KV-cache rotations from captured Q/K/V activations and write RotationZoo files\n"
                "  oscar-calibrate --from-dump DUMP --out DIR [--method qqt_sst] [--composition r_h_pbr]\n"
-               "  oscar-calibrate --model M.bin --tokenizer T.bin --data TEXT... --out DIR [--tokens 20000] [--seq-len 256]\n"
+               "  oscar-calibrate --model MODEL --data FILE... --out DIR [--tokens 20000] [--max-prompts N] [--seq-len L] [--generate N]\n"
+               "                  [--chat-template auto|chatml|llama3|none] [--device cpu|cuda] [--dtype float32|bfloat16]\n"
                "  oscar-calibrate --method hadamard --num-layers N --head-dim D --out DIR"};
   app.set_version_flag("--version", std::string("oscar-calibrate ") + kVersion);
   app.set_config("--config", "", "Read options from a TOML file (keys are long option names)");
@@ -137,12 +139,28 @@ int main(int argc, char** argv) {
   app.add_option("--save-every", calibrate.checkpoint_every_chunks, "Checkpoint every N chunks (default: per layer)");
   app.add_flag("--resume", calibrate.resume, "Continue from --checkpoint when it exists");
   app.add_flag("!--no-hash", calibrate.hash_inputs, "Do not record SHA-256 digests of the input files");
-  model::ModelCalibrationRequest model_request;
-  app.add_option("--model", model_request.model_path, "llama2.c model (.bin) to run over --data instead of reading a dump");
-  app.add_option("--tokenizer", model_request.tokenizer_path, "llama2.c tokenizer (.bin) of --model");
-  app.add_option("--data", model_request.data_paths, "Text files to calibrate on (with --model)");
-  app.add_option("--tokens", model_request.max_tokens, "Calibration tokens in total (with --model)")->check(CLI::PositiveNumber);
-  app.add_option("--seq-len", model_request.seq_len, "Tokens per sequence (with --model)")->check(CLI::PositiveNumber);
+  pipeline::ModelCalibrationRequest model_request;
+  std::string model_dtype = "float32";
+  app.add_option("--model", model_request.model_path,
+                 "Model to run over --data instead of reading a dump: llama2.c .bin, .gguf, or a Hugging Face directory");
+  app.add_option("--tokenizer", model_request.tokenizer_path, "llama2.c tokenizer .bin (default: tokenizer.bin or tok<vocab>.bin beside --model)");
+  app.add_option("--data", model_request.data_paths,
+                 "Calibration data (with --model): text files, JSONL (\"text\" or \"messages\"), GPQA/MMLU CSV, ARC JSONL");
+  app.add_option("--tokens", model_request.budget.max_tokens, "Calibration tokens in total, generated ones included (with --model)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-prompts", model_request.budget.max_prompts, "Use at most N prompts of --data (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seq-len", model_request.budget.seq_len,
+                 "Tokens per sequence: text is cut into windows, prompts truncated (0: the model's context, at most 4096)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--generate", model_request.generate_tokens, "Append N greedy model-generated tokens to every prompt and capture them too")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--chat-template", model_request.chat_template, "Chat template for prompts: auto (from the tokenizer), chatml, llama3, none")
+      ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}));
+  app.add_option("--device", model_request.decoder.device, "cpu or cuda[:N] (CUDA needs a LibTorch build with it)");
+  app.add_option("--dtype", model_dtype, "Model compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--batch", model_request.batch_size, "Sequences per forward (with --model)")->check(CLI::PositiveNumber);
+  app.add_option("--dump", model_request.dump_path, "Also write the captured activations as an HDF5 dump (with --model)");
 
   CLI::App* accumulate = app.add_subcommand("accumulate", "Accumulate statistics of a dump (or a shard of it) into a state file");
   DumpFlags accumulate_flags;
@@ -205,7 +223,6 @@ int main(int argc, char** argv) {
                                       calibrate.out_dir, options_record(app)};
       calib::run_hadamard(hadamard);
     } else if (!model_request.model_path.empty()) {
-      require(!model_request.tokenizer_path.empty(), "--tokenizer", "required with --model");
       require(!model_request.data_paths.empty(), "--data", "required with --model");
       require(!calibrate.out_dir.empty(), "--out", "required");
       require(calibrate.checkpoint_path.empty() && !calibrate.resume, "--checkpoint", "only works with --from-dump");
@@ -214,7 +231,9 @@ int main(int argc, char** argv) {
       model_request.group_size = fit_flags.group_size;
       model_request.hash_inputs = calibrate.hash_inputs;
       model_request.options_record = options_record(app);
-      model::run_model_calibration(model_request);
+      model_request.decoder.dtype = model::parse_compute_dtype(model_dtype);
+      model_request.progress = !quiet;
+      pipeline::run_model_calibration(model_request);
     } else {
       require(!dump_flags.request.dump_path.empty(), "--from-dump", "required (or --model, or --method hadamard)");
       require(!calibrate.out_dir.empty(), "--out", "required");

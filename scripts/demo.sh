@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on bundled data: installs, builds, calibrates OSCAR rotations from a synthetic SGLang-layout
 # Q/K/V dump written by Python (Qwen3-like geometry, small; the result is checked from PyTorch) and from the
-# bundled stories260K model directly.
+# bundled models directly (stories260K from configs/stories260K.toml, TinyStories-656K on ARC prompts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -19,12 +19,19 @@ grep -E '"(tag|tokens|prompts)"' "$work/rotations/calibration.json"
 echo "== PyTorch reads the rotations (weights_only=True) and checks them against its own covariances"
 /usr/bin/python3 tests/python/check_rotations.py --dump "$work/dump" --out "$work/rotations" \
   --method qqt_sst --composition r_h_pbr
-echo "== calibrating the bundled stories260K model directly (llama2.c, capture -> accumulators, no dump)"
+echo "== the bundled models load and behave (oscar-model)"
 data=../shared/data
-build/apps/oscar-calibrate --model "$data/models/stories260K/stories260K.bin" \
-  --tokenizer "$data/models/stories260K/tok512.bin" --data "$data/text/tinystories_sample.txt" \
-  --tokens 2000 --seq-len 128 --out "$work/stories260K"
-grep -E '"(tag|tokens|prompts)"' "$work/stories260K/calibration.json"
+build/apps/oscar-model info "$data/models/stories260K/stories260K.bin"
+build/apps/oscar-model generate "$data/models/stories260K/stories260K.bin" --prompt "Once upon a time" --max-tokens 40
+build/apps/oscar-model perplexity "$data/models/tinystories-656k" --text "$data/text/tinystories_sample.txt"
+echo "== calibrating the bundled stories260K model directly (capture -> accumulators, no dump): configs/stories260K.toml"
+rm -rf out/stories260K
+build/apps/oscar-calibrate --config configs/stories260K.toml
+cat out/stories260K/*/calibration.json | grep -E '"(tag|tokens|prompts)"'
+echo "== and TinyStories-656K (Hugging Face safetensors) on ARC questions in the simple-evals template"
+build/apps/oscar-calibrate --model "$data/models/tinystories-656k" --data "$data/eval/arc_challenge_test.jsonl" \
+  --max-prompts 20 --tokens 4000 --out "$work/656k"
+ls "$work/656k"/*
 echo "== the real RotationZoo files load too"
 /usr/bin/python3 - <<'PY'
 import torch

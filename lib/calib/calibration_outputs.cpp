@@ -74,18 +74,20 @@ nlohmann::json calibration_record(const RunRecord& run, const std::vector<Output
                           {"source_grouping", output.rotations.source_grouping},
                           {"layers", layer_reports(output.reports)}};
   }
-  return {{"tool", "oscar-calibrate"},
-          {"tool_version", kVersion},
-          {"input", run.input_path},
-          {"inputs", inputs},
-          {"geometry", run.geometry},
-          {"tokens", run.tokens},
-          {"prompts", run.prompts},
-          {"skipped_nonfinite_entries", run.skipped_entries},
-          {"tag", calibration_tag(run.tokens, run.prompts, run.group_size)},
-          {"options", run.options},
-          {"outputs", files},
-          {"wall_seconds", run.wall_seconds}};
+  nlohmann::json record = {{"tool", "oscar-calibrate"},
+                           {"tool_version", kVersion},
+                           {"input", run.input_path},
+                           {"inputs", inputs},
+                           {"geometry", run.geometry},
+                           {"tokens", run.tokens},
+                           {"prompts", run.prompts},
+                           {"skipped_nonfinite_entries", run.skipped_entries},
+                           {"tag", calibration_tag(run.tokens, run.prompts, run.group_size)},
+                           {"options", run.options},
+                           {"outputs", files},
+                           {"wall_seconds", run.wall_seconds}};
+  if (!run.model.is_null()) record["model"] = run.model;
+  return record;
 }
 
 void write_outputs(const std::string& out_dir, const std::vector<OutputFile>& outputs, const nlohmann::json& record) {

@@ -48,6 +48,7 @@ struct RunRecord {
   int group_size = 0;
   nlohmann::json options;     ///< every option as given
   nlohmann::json geometry;
+  nlohmann::json model;       ///< model identity when calibrating a model directly (null otherwise)
   double wall_seconds = 0.0;
 };
 

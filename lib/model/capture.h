@@ -14,10 +14,11 @@ namespace oscar::model {
 class CaptureSink {
  public:
   virtual ~CaptureSink() = default;
-  /// Called once per layer and forward call, in layer order, with the new tokens' activations exactly as
-  /// they enter the KV cache (after RoPE): q [T, Hq, d], k [T, Hkv, d], v [T, Hkv, d], float32, contiguous,
-  /// on the model's device. The tensors are valid for the duration of the call only; clone to keep them.
-  virtual void on_layer(int layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) = 0;
+  /// Called once per layer, batch row and forward call, in layer order (rows in order within a layer), with
+  /// that row's new tokens exactly as they enter the KV cache (after q/k norm and RoPE): q [T, Hq, d],
+  /// k [T, Hkv, d], v [T, Hkv, d], contiguous, in the model's dtype and on its device. Padding is never
+  /// passed. The tensors are valid for the duration of the call only; clone to keep them.
+  virtual void on_layer(int layer, int sequence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) = 0;
 };
 
 }  // namespace oscar::model

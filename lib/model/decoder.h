@@ -1,47 +1,67 @@
-// A Llama decoder (RMSNorm, RoPE, GQA attention, SwiGLU) on LibTorch, float32 on the CPU, with a KV cache for
-// incremental generation and the capture hook of capture.h. One sequence at a time.
+// A decoder-only transformer on LibTorch: Llama 2/3 (GQA, RoPE theta, Llama-3.1 RoPE scaling), Qwen2 (q/k/v
+// biases) and Qwen3 (per-head q/k RMSNorm before RoPE), tied or separate classifier; float32 or bfloat16; CPU,
+// or CUDA when the LibTorch build has it. It holds a KV cache for a batch of sequences, each at its own
+// position, so that several prompts are prefilled in one call and then decoded token by token.
 //
 // LibTorch types appear here only as forward declarations, so this header is cheap to include; the Torch
 // headers are confined to decoder.cpp.
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/capture.h"
-#include "model/llama2c_file.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
 
 namespace oscar::model {
 
+struct DecoderOptions {
+  DType dtype = DType::kFloat32;  ///< kFloat32 or kBFloat16 (weights, activations and the KV cache)
+  std::string device = "cpu";     ///< "cpu" or "cuda" ("cuda:N")
+};
+
+/// "float32" | "bfloat16" -> DType; throws oscar::UsageError otherwise.
+DType parse_compute_dtype(const std::string& name);
+
 class Decoder {
  public:
-  /// Takes the weights (moved into tensors, no second copy).
-  explicit Decoder(Llama2cModel model);
+  /// Copies (or, for float32 on the CPU, adopts without copying) the weights. Throws oscar::InputError for a
+  /// missing or mis-shaped tensor, oscar::UsageError for a device this LibTorch build lacks.
+  Decoder(const ModelConfig& config, const ModelWeights& weights, const DecoderOptions& options = {});
   ~Decoder();
   Decoder(Decoder&&) noexcept;
   Decoder& operator=(Decoder&&) noexcept;
 
   const ModelConfig& config() const;
+  const DecoderOptions& options() const;
 
-  /// Runs `tokens` at positions position()..position()+T-1, appends their K/V to the cache and returns the
-  /// logits of the last token ([vocab]). Throws std::invalid_argument when the cache (seq_len) would
-  /// overflow or an id is out of range. `sink`, if given, sees every layer's q/k/v.
+  /// Empties the cache and makes room for `batch_size` sequences, all at position 0.
+  void reset(int batch_size = 1);
+  int batch_size() const;
+  /// Tokens already in sequence b's cache.
+  int position(int sequence = 0) const;
+
+  /// Appends tokens[b] to sequence b for every b < batch_size() (an empty list leaves that sequence alone)
+  /// and returns each sequence's last-token logits as float32 ([vocab]; empty for an empty list). Sequences
+  /// may have different lengths and positions: shorter ones are padded, and padding never reaches a cache.
+  /// `sink`, if given, sees every layer's q/k/v of every non-empty sequence. Throws std::invalid_argument
+  /// when a sequence would exceed max_seq_len or an id is out of range.
+  std::vector<std::vector<float>> forward_batch(const std::vector<std::vector<int>>& tokens,
+                                                CaptureSink* sink = nullptr);
+  /// Batch-of-one form of forward_batch (requires batch_size() == 1).
   std::vector<float> forward(const std::vector<int>& tokens, CaptureSink* sink = nullptr);
 
-  /// Tokens already in the cache.
-  int position() const;
-  /// Empties the cache (a new sequence).
-  void reset();
+  /// Teacher-forced scoring from an empty cache: log p(tokens[t+1] | tokens[0..t]) for t = 0..T-2, natural
+  /// log, computed in float32 and returned as double. Resets the cache to one sequence.
+  std::vector<double> next_token_log_probs(const std::vector<int>& tokens);
 
-  /// The cached keys/values of one layer for positions [0, position()): [position(), Hkv, d] views.
-  at::Tensor cached_keys(int layer) const;
-  at::Tensor cached_values(int layer) const;
-
-  /// Greedy decoding: feeds `prompt` (which should start with BOS), then appends the argmax token until
-  /// `max_new_tokens` were generated, `stop_token` was produced, or the context is full. Returns only the
-  /// generated ids. Starts from an empty cache.
-  std::vector<int> generate_greedy(const std::vector<int>& prompt, int max_new_tokens, int stop_token = -1,
-                                   CaptureSink* sink = nullptr);
+  /// The cached keys/values of one layer and sequence for positions [0, position(b)): [position, Hkv, d]
+  /// views in the model's dtype and device.
+  at::Tensor cached_keys(int layer, int sequence = 0) const;
+  at::Tensor cached_values(int layer, int sequence = 0) const;
 
  private:
   struct State;

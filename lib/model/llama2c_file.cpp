@@ -25,15 +25,21 @@ ModelConfig parse_header(const std::string& path, const int32_t (&h)[kHeaderInts
   c.n_layers = h[2];
   c.n_heads = h[3];
   c.n_kv_heads = h[4];
-  c.shared_classifier = h[5] > 0;  // llama2.c marks an unshared classifier by a negative vocabulary size
+  c.tied_embeddings = h[5] > 0;  // llama2.c marks an unshared classifier by a negative vocabulary size
   c.vocab_size = h[5] == INT32_MIN ? 0 : std::abs(h[5]);  // INT32_MIN has no absolute value
-  c.seq_len = h[6];
+  c.max_seq_len = h[6];
+  c.rope_style = RopeStyle::kInterleaved;
+  c.rope_theta = 1e4;
+  c.rms_eps = 1e-5f;
+  c.bos_token = 1;
+  c.eos_token = 2;
   if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
-      c.vocab_size <= 0 || c.seq_len <= 0)
+      c.vocab_size <= 0 || c.max_seq_len <= 0)
     fail(path, "not a llama2.c checkpoint (header has a non-positive size)");
   if (c.dim % c.n_heads != 0) fail(path, "dim " + std::to_string(c.dim) + " is not a multiple of n_heads");
   if (c.n_heads % c.n_kv_heads != 0) fail(path, "n_heads is not a multiple of n_kv_heads");
-  if (c.head_dim() % 2 != 0) fail(path, "odd head_dim " + std::to_string(c.head_dim()) + " (RoPE needs pairs)");
+  c.head_dim = c.dim / c.n_heads;
+  if (c.head_dim % 2 != 0) fail(path, "odd head_dim " + std::to_string(c.head_dim) + " (RoPE needs pairs)");
   return c;
 }
 
@@ -50,8 +56,8 @@ Layout layout_of(const ModelConfig& c) {
   const int64_t L = c.n_layers, dim = c.dim, kv = c.kv_dim(), hid = c.hidden_dim, V = c.vocab_size;
   return Layout{V * dim,   L * dim,   L * dim * dim, L * dim * kv,
                 L * dim * kv, L * dim * dim, L * dim, L * hid * dim,
-                L * dim * hid, L * hid * dim, dim, int64_t{c.seq_len} * c.head_dim() / 2,
-                c.shared_classifier ? 0 : V * dim};
+                L * dim * hid, L * hid * dim, dim, int64_t{c.max_seq_len} * c.head_dim / 2,
+                c.tied_embeddings ? 0 : V * dim};
 }
 
 std::vector<float> read_floats(std::ifstream& in, int64_t count) {
@@ -96,7 +102,7 @@ Llama2cModel load_llama2c(const std::string& path) {
   w.rms_final = read_floats(in, lay.rms_final);
   // RoPE tables: recomputed in the forward from theta, as every other format only stores theta.
   in.seekg(lay.freq_cis * 2 * 4, std::ios::cur);
-  if (!m.config.shared_classifier) w.classifier = read_floats(in, lay.classifier);
+  if (!m.config.tied_embeddings) w.classifier = read_floats(in, lay.classifier);
   if (!in) fail(path, "read error");
   return m;
 }

@@ -7,24 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "model/model_config.h"
+
 namespace oscar::model {
-
-/// Geometry of a decoder-only Llama model. head_dim = dim / n_heads.
-struct ModelConfig {
-  int dim = 0;         ///< residual width
-  int hidden_dim = 0;  ///< SwiGLU inner width
-  int n_layers = 0;
-  int n_heads = 0;     ///< query heads
-  int n_kv_heads = 0;  ///< key/value heads (GQA when fewer than n_heads)
-  int vocab_size = 0;  ///< always positive here; the file's sign only says whether the classifier is shared
-  int seq_len = 0;     ///< longest context the model was trained for (the KV cache's capacity)
-  bool shared_classifier = true;
-  float rms_eps = 1e-5f;
-  float rope_theta = 1e4f;
-
-  int head_dim() const { return dim / n_heads; }
-  int kv_dim() const { return n_kv_heads * head_dim(); }
-};
 
 /// Weights in llama2.c's row-major layout: every matrix is [out, in] (y = W x), stacked over layers.
 struct Llama2cWeights {
@@ -47,7 +32,8 @@ struct Llama2cModel {
   Llama2cWeights weights;
 };
 
-/// Loads a llama2.c .bin. Throws oscar::InputError("<path>: <problem>") for a missing file, an implausible
+/// Loads a llama2.c .bin. The config is a Llama with interleaved RoPE, theta 1e4, RMSNorm eps 1e-5, BOS 1, EOS
+/// 2 (llama2.c's fixed choices). Throws oscar::InputError("<path>: <problem>") for a missing file, an implausible
 /// header or a size that does not match the header's geometry.
 Llama2cModel load_llama2c(const std::string& path);
 

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "model/bpe.h"
 
 namespace oscar::model {
 
@@ -59,26 +60,22 @@ std::vector<int> Llama2cTokenizer::encode(const std::string& text, bool bos, boo
   return ids;
 }
 
+std::vector<int> Llama2cTokenizer::encode(const std::string& text) const { return encode(text, false, false); }
+
 /// run.c's merge loop: each round merges the single best-scoring adjacent pair (leftmost on ties), until no
-/// adjacent pair forms a vocabulary piece. Quadratic, fine for prompts.
+/// adjacent pair concatenates to a vocabulary piece. run.c rescans every pair per merge (quadratic: minutes
+/// for a long document); bpe::merge_adjacent keeps the candidate pairs in a heap instead.
 void Llama2cTokenizer::merge_best_pairs(std::vector<int>& ids) const {
-  for (;;) {
-    float best_score = -1e10f;
-    int best_id = -1;
-    size_t best_index = 0;
-    for (size_t i = 0; i + 1 < ids.size(); ++i) {
-      if (ids[i] < 0 || ids[i + 1] < 0) continue;
-      const int id = lookup(pieces_[static_cast<size_t>(ids[i])] + pieces_[static_cast<size_t>(ids[i + 1])]);
-      if (id >= 0 && scores_[static_cast<size_t>(id)] > best_score) {
-        best_score = scores_[static_cast<size_t>(id)];
-        best_id = id;
-        best_index = i;
-      }
-    }
-    if (best_id < 0) return;
-    ids[best_index] = best_id;
-    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_index) + 1);
-  }
+  std::string joined;  // reused buffer: one lookup per candidate pair
+  bpe::merge_adjacent(ids, [&](int left, int right, bpe::Merge& merge) {
+    if (left < 0 || right < 0) return false;  // a character that had no piece (no " " in the vocabulary)
+    joined.assign(pieces_[static_cast<size_t>(left)]).append(pieces_[static_cast<size_t>(right)]);
+    const int id = lookup(joined);
+    // run.c only takes a score above its -1e10 starting best.
+    if (id < 0 || !(scores_[static_cast<size_t>(id)] > -1e10f)) return false;
+    merge = {id, -static_cast<double>(scores_[static_cast<size_t>(id)])};
+    return true;
+  });
 }
 
 std::string Llama2cTokenizer::decode(int prev_token, int token) const {
@@ -91,11 +88,15 @@ std::string Llama2cTokenizer::decode(int prev_token, int token) const {
   return out;
 }
 
-std::string Llama2cTokenizer::decode(const std::vector<int>& ids) const {
+std::string Llama2cTokenizer::decode(const std::vector<int>& ids, bool keep_special) const {
   std::string text;
-  int prev = -1;
+  int prev = kBos;
   for (int id : ids) {
-    if (id != kBos && id != kEos) text += decode(prev, id);
+    if (id == kBos || id == kEos) {
+      if (keep_special) text += piece(id);
+    } else {
+      text += decode(prev, id);
+    }
     prev = id;
   }
   return text;

@@ -9,9 +9,12 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "eval/perplexity.h"
 #include "model/decoder.h"
+#include "model/generation.h"
 #include "model/llama2c_file.h"
 #include "model/llama2c_tokenizer.h"
+#include "model/model_loader.h"
 
 using namespace oscar;
 using namespace oscar::model;
@@ -24,6 +27,11 @@ const std::string kTokenizerPath = kModelDir + "/tok512.bin";
 
 Llama2cTokenizer tokenizer() { return Llama2cTokenizer(kTokenizerPath, 512); }
 
+Decoder stories_decoder() {
+  const LoadedModel model = load_model(kModelPath, kTokenizerPath);
+  return Decoder(model.config, model.weights);
+}
+
 /// Records clones of every call's tensors (the sink's tensors are only valid during the call).
 struct RecordingSink : CaptureSink {
   struct Call {
@@ -31,7 +39,7 @@ struct RecordingSink : CaptureSink {
     at::Tensor q, k, v;
   };
   std::vector<Call> calls;
-  void on_layer(int layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) override {
+  void on_layer(int layer, int, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) override {
     calls.push_back({layer, q.clone(), k.clone(), v.clone()});
   }
 };
@@ -46,15 +54,19 @@ TEST(Llama2c, LoadsStories260KHeader) {
   EXPECT_EQ(m.config.n_heads, 8);
   EXPECT_EQ(m.config.n_kv_heads, 4);
   EXPECT_EQ(m.config.vocab_size, 512);
-  EXPECT_EQ(m.config.seq_len, 512);
-  EXPECT_TRUE(m.config.shared_classifier);
+  EXPECT_EQ(m.config.max_seq_len, 512);
+  EXPECT_EQ(m.config.head_dim, 8);
+  EXPECT_TRUE(m.config.tied_embeddings);
+  EXPECT_EQ(m.config.rope_style, RopeStyle::kInterleaved);
   EXPECT_EQ(m.weights.wk.size(), size_t{5} * 32 * 64);
 }
 
 TEST(Llama2c, GreedyFromBosReproducesDocumentedStory) {
-  Decoder decoder(load_llama2c(kModelPath));
+  Decoder decoder = stories_decoder();
   const std::vector<int> prompt{Llama2cTokenizer::kBos};
-  const std::vector<int> generated = decoder.generate_greedy(prompt, 40);
+  GenerationOptions options;
+  options.max_new_tokens = 40;
+  const std::vector<int> generated = generate(decoder, {prompt}, options).front();
   ASSERT_EQ(generated.size(), 40u);
   std::vector<int> all = prompt;
   all.insert(all.end(), generated.begin(), generated.end());
@@ -92,7 +104,7 @@ TEST(Llama2c, TokenizerMergesAndFallsBackToBytes) {
 }
 
 TEST(Llama2c, CaptureSeesEveryLayerAsCached) {
-  Decoder decoder(load_llama2c(kModelPath));
+  Decoder decoder = stories_decoder();
   const std::vector<int> prompt = tokenizer().encode("Once upon a time, there was a dog", true, false);
   const int64_t T = static_cast<int64_t>(prompt.size());
   RecordingSink sink;
@@ -124,12 +136,37 @@ TEST(Llama2c, CaptureSeesEveryLayerAsCached) {
 TEST(Llama2c, IncrementalForwardMatchesPrefill) {
   // The KV cache path and the batched prefill must give the same last-token logits.
   const std::vector<int> prompt = tokenizer().encode("The cat sat on the mat", true, false);
-  Decoder a(load_llama2c(kModelPath)), b(load_llama2c(kModelPath));
+  Decoder a = stories_decoder(), b = stories_decoder();
   const std::vector<float> full = a.forward(prompt);
   std::vector<float> step;
   for (int id : prompt) step = b.forward({id});
   ASSERT_EQ(full.size(), step.size());
   for (size_t i = 0; i < full.size(); ++i) EXPECT_NEAR(full[i], step[i], 1e-4f) << "logit " << i;
+}
+
+TEST(Llama2c, PerplexityOnTinyStoriesValidationIsInDocumentedRange) {
+  // SOURCES.md: about 1.3-1.5 nats/token on TinyStories validation text (upstream reports 1.297); the issue
+  // accepts 1.2-1.6. Windows of the model's full context (512) sliding by 256. The first 100k tokens keep CI
+  // short (15 s); the whole file measures 1.604, because its third quarter holds stories with mojibake
+  // quotes ("â€œ") that the model never saw (1.95 nats/token there), see docs/PERFORMANCE.md.
+  std::ifstream in(std::string(OSCAR_SHARED_DATA) + "/text/tinystories_val.txt", std::ios::binary);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  Decoder decoder = stories_decoder();
+  const eval::PerplexityResult result = eval::text_perplexity(decoder, tokenizer(), text, 512, 256, 100000);
+  EXPECT_EQ(result.tokens_scored, 100000 - 1);
+  EXPECT_GE(result.mean_nll(), 1.2);
+  EXPECT_LE(result.mean_nll(), 1.6);
+}
+
+TEST(Llama2c, PerStoryLossOnTinyStoriesSampleMatchesUpstream) {
+  // The sample's five stories are separated by <|endoftext|>: scored one BOS-led story at a time, as the
+  // model was trained, the loss lands near upstream's validation loss of 1.297.
+  std::ifstream in(std::string(OSCAR_SHARED_DATA) + "/text/tinystories_sample.txt", std::ios::binary);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  Decoder decoder = stories_decoder();
+  const eval::PerplexityResult result = eval::text_perplexity(decoder, tokenizer(), text, 512);
+  EXPECT_GT(result.tokens_scored, 1500);
+  EXPECT_NEAR(result.mean_nll(), 1.3, 0.1);
 }
 
 TEST(Llama2c, TruncatedCheckpointIsInputErrorNamingFile) {

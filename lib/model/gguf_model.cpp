@@ -11,11 +11,6 @@
 #include "model/model_loader.h"
 
 namespace oscar::model {
-namespace detail {
-// Defined in hf_model.cpp: the tensors the decoder needs, with their shapes.
-void check_decoder_weights(const ModelConfig& config, const ModelWeights& weights);
-}  // namespace detail
-
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& problem) {
@@ -163,7 +158,7 @@ ModelWeights read_weights(const GgufFile& file, const ModelConfig& c) {
   m.map("output_norm.weight", "model.norm.weight");
   if (!c.tied_embeddings) m.map("output.weight", "lm_head.weight");
   ModelWeights weights = m.take();
-  detail::check_decoder_weights(c, weights);
+  check_decoder_weights(c, weights);
   return weights;
 }
 

@@ -14,10 +14,6 @@
 #include "model/safetensors_file.h"
 
 namespace oscar::model {
-namespace detail {
-
-/// Every tensor the decoder reads, with the shape the config implies; throws InputError naming the first
-/// missing or misshapen one. Shared with gguf_model.cpp (declared there), which maps onto the same names.
 void check_decoder_weights(const ModelConfig& c, const ModelWeights& w) {
   const std::int64_t dim = c.dim, hidden = c.hidden_dim, q = c.q_dim(), kv = c.kv_dim();
   w.at("model.embed_tokens.weight", {c.vocab_size, dim});
@@ -44,8 +40,6 @@ void check_decoder_weights(const ModelConfig& c, const ModelWeights& w) {
   w.at("model.norm.weight", {dim});
   if (!c.tied_embeddings) w.at("lm_head.weight", {c.vocab_size, dim});
 }
-
-}  // namespace detail
 
 namespace {
 
@@ -226,7 +220,7 @@ ModelWeights assemble_weights(const std::string& directory, const ModelConfig& c
   if (config.tied_embeddings) tensors.erase(kLmHead);
   ModelWeights weights(directory);
   for (auto& [name, tensor] : tensors) weights.add(name, std::move(tensor));
-  detail::check_decoder_weights(config, weights);
+  check_decoder_weights(config, weights);
   return weights;
 }
 

@@ -38,6 +38,11 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
 /// `oscar-model info` and recorded in calibration.json.
 nlohmann::json describe_model(const LoadedModel& model);
 
+/// Every tensor the decoder reads (model_weights.h), with the shape the config implies; throws
+/// oscar::InputError naming the first missing or misshapen one. Loaders call it so that a bad file fails at
+/// load, naming the file.
+void check_decoder_weights(const ModelConfig& config, const ModelWeights& weights);
+
 /// Format-specific loaders (model_loader.cpp dispatches to these).
 LoadedModel load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 LoadedModel load_gguf_model(const std::string& path);

@@ -3,15 +3,15 @@
 #include <cblas.h>
 
 #include <cmath>
-#include <mutex>
 
 namespace oscar::linalg {
 
 namespace {
 
+/// Many small syrk calls run from parallel_for workers; OpenBLAS's own threads would oversubscribe the cores.
+/// Checked on every call (cheap) rather than once, because a BlasThreadsGuard may have restored more threads.
 void use_single_threaded_blas() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
+  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 }
 
 void syrk_lower(Matrix& sum, const double* columns, long d, long n, double alpha) {
@@ -20,6 +20,9 @@ void syrk_lower(Matrix& sum, const double* columns, long d, long n, double alpha
 }
 
 }  // namespace
+
+BlasThreadsGuard::BlasThreadsGuard() : saved_threads_(openblas_get_num_threads()) {}
+BlasThreadsGuard::~BlasThreadsGuard() { openblas_set_num_threads(saved_threads_); }
 
 void add_gram_lower(Matrix& sum, const Matrix& block, long n) {
   if (n <= 0) return;

@@ -10,6 +10,21 @@
 
 namespace oscar::linalg {
 
+/// The Gram updates switch OpenBLAS to one thread (they run from parallel_for workers). OpenBLAS's thread
+/// count is process-wide, so code that calls them serially between large multi-threaded products (the model
+/// capture sink, between LibTorch matmuls that use the same OpenBLAS) holds this guard around the calls: it
+/// restores the previous count on destruction. Not for use from several threads at once.
+class BlasThreadsGuard {
+ public:
+  BlasThreadsGuard();
+  ~BlasThreadsGuard();
+  BlasThreadsGuard(const BlasThreadsGuard&) = delete;
+  BlasThreadsGuard& operator=(const BlasThreadsGuard&) = delete;
+
+ private:
+  int saved_threads_;
+};
+
 /// Lower triangle of sum += X·Xᵀ, X = the first n columns of block.
 void add_gram_lower(Matrix& sum, const Matrix& block, long n);
 

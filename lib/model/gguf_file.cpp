@@ -1,11 +1,5 @@
 #include "model/gguf_file.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -14,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "model/file_mapping.h"
 
 namespace oscar::model {
 namespace {
@@ -211,38 +206,6 @@ std::uint64_t tensor_bytes(std::uint32_t type, std::int64_t inner, std::int64_t 
   return 0;
 }
 
-/// The file mapped read-only; unmapped when the last owner goes.
-struct Mapping {
-  void* base = nullptr;
-  std::size_t size = 0;
-  ~Mapping() {
-    if (base != nullptr) munmap(base, size);
-  }
-};
-
-std::unique_ptr<Mapping> map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
-  auto mapping = std::make_unique<Mapping>();
-  mapping->size = std::size_t(info.st_size);
-  if (mapping->size > 0) {
-    void* base = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (base == MAP_FAILED) {
-      const int error = errno;
-      ::close(fd);
-      fail(path, std::string("cannot map (") + std::strerror(error) + ")");
-    }
-    mapping->base = base;
-  }
-  ::close(fd);  // the mapping stays valid without the descriptor
-  return mapping;
-}
-
 }  // namespace
 
 std::int64_t GgufTensorInfo::numel() const {
@@ -263,14 +226,14 @@ std::string ggml_type_name(std::uint32_t type) {
 
 struct GgufFile::Impl {
   std::string path;
-  std::unique_ptr<Mapping> mapping;
+  std::shared_ptr<const FileMapping> mapping;
   int version = 0;
   std::map<std::string, Value> metadata;
   std::vector<GgufTensorInfo> tensors;
   std::unordered_map<std::string, std::size_t> tensor_index;
   std::size_t data_offset = 0;  // start of the tensor data section in the file
 
-  const unsigned char* bytes() const { return static_cast<const unsigned char*>(mapping->base); }
+  const unsigned char* bytes() const { return mapping->data(); }
 
   void parse();
   void parse_metadata(Cursor& in, std::uint64_t count);
@@ -289,8 +252,8 @@ struct GgufFile::Impl {
 };
 
 void GgufFile::Impl::parse() {
-  Cursor in(path, bytes(), mapping->size);
-  if (mapping->size < 4 || std::memcmp(bytes(), "GGUF", 4) != 0) fail(path, "not a GGUF file (bad magic)");
+  Cursor in(path, bytes(), mapping->size());
+  if (mapping->size() < 4 || std::memcmp(bytes(), "GGUF", 4) != 0) fail(path, "not a GGUF file (bad magic)");
   in.read<std::uint32_t>("magic");
   const auto raw_version = in.read<std::uint32_t>("version");
   // Version 1 used 32-bit lengths; a byte-swapped number means a big-endian file.
@@ -309,8 +272,8 @@ void GgufFile::Impl::parse() {
   parse_tensor_infos(in, tensor_count);
   const std::uint64_t align = alignment();
   const std::uint64_t start = (in.position() + align - 1) / align * align;
-  if (start > mapping->size && tensor_count > 0) fail(path, "truncated file: no tensor data section");
-  data_offset = std::size_t(std::min<std::uint64_t>(start, mapping->size));
+  if (start > mapping->size() && tensor_count > 0) fail(path, "truncated file: no tensor data section");
+  data_offset = std::size_t(std::min<std::uint64_t>(start, mapping->size()));
   check_tensor_ranges();
 }
 
@@ -358,7 +321,7 @@ std::uint64_t GgufFile::Impl::alignment() const {
 }
 
 void GgufFile::Impl::check_tensor_ranges() const {
-  const std::uint64_t data_size = mapping->size - data_offset;
+  const std::uint64_t data_size = mapping->size() - data_offset;
   const std::uint64_t align = alignment();
   for (const GgufTensorInfo& t : tensors) {
     if (t.offset % align != 0) fail(path, "tensor " + t.name + " is not aligned to " + std::to_string(align) + " bytes");
@@ -375,7 +338,7 @@ void GgufFile::Impl::check_tensor_ranges() const {
 
 GgufFile::GgufFile(const std::string& path) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
-  impl_->mapping = map_file(path);
+  impl_->mapping = FileMapping::open(path);
   impl_->parse();
 }
 

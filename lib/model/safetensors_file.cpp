@@ -1,18 +1,13 @@
 #include "model/safetensors_file.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/file_mapping.h"
 
 namespace oscar::model {
 namespace {
@@ -24,27 +19,6 @@ constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t(100) << 20;
 
 [[noreturn]] void fail(const std::string& path, const std::string& problem) {
   throw InputError(path + ": " + problem);
-}
-
-/// The whole file mapped read-only; the shared_ptr's deleter unmaps it.
-std::shared_ptr<const void> map_file(const std::string& path, std::size_t& size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
-  size = std::size_t(info.st_size);
-  if (size < 8) {
-    ::close(fd);
-    fail(path, "truncated file (" + std::to_string(size) + " bytes, no header length)");
-  }
-  void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int error = errno;
-  ::close(fd);  // the mapping stays valid without the descriptor
-  if (base == MAP_FAILED) fail(path, std::string("cannot map (") + std::strerror(error) + ")");
-  return std::shared_ptr<const void>(base, [size](const void* p) { munmap(const_cast<void*>(p), size); });
 }
 
 DType parse_dtype(const std::string& path, const std::string& name, const json& entry) {
@@ -98,9 +72,11 @@ std::pair<std::uint64_t, std::uint64_t> parse_offsets(const std::string& path, c
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  std::size_t size = 0;
-  mapping_ = map_file(path, size);
-  const auto* bytes = static_cast<const unsigned char*>(mapping_.get());
+  const std::shared_ptr<const FileMapping> mapping = FileMapping::open(path);
+  mapping_ = mapping;
+  const std::size_t size = mapping->size();
+  if (size < 8) fail(path, "truncated file (" + std::to_string(size) + " bytes, no header length)");
+  const unsigned char* bytes = mapping->data();
   std::uint64_t header_size = 0;
   std::memcpy(&header_size, bytes, 8);  // little-endian, as the format and every supported host are
   if (header_size > size - 8 || header_size > kMaxHeaderBytes) {

@@ -81,20 +81,13 @@ struct GenerateFlags {
 void run_generate(const ModelFlags& flags, const GenerateFlags& generate) {
   const model::LoadedModel loaded = load(flags, true);
   const model::Tokenizer& tokenizer = *loaded.tokenizer;
-  const model::ChatTemplate chat_template = generate.chat_template == "auto" ? model::detect_chat_template(tokenizer)
-                                                                            : model::parse_chat_template(generate.chat_template);
-  const std::vector<int> prompt =
-      chat_template == model::ChatTemplate::kNone
-          ? tokenizer.encode_with_bos(generate.prompt)
-          : tokenizer.encode(model::render_chat(chat_template, {{"user", generate.prompt}}, true));
+  const model::ChatTemplate chat_template = model::resolve_chat_template(generate.chat_template, tokenizer);
+  const std::vector<int> prompt = model::encode_chat(tokenizer, chat_template, {{"user", generate.prompt}});
   model::Decoder decoder = make_decoder(loaded, flags);
   model::GenerationOptions options;
   options.max_new_tokens = generate.max_tokens;
   options.sampling = generate.sampling;
-  if (tokenizer.eos() >= 0) options.stop_tokens.push_back(tokenizer.eos());
-  for (const char* turn_end : {"<|im_end|>", "<|eot_id|>"}) {
-    if (chat_template != model::ChatTemplate::kNone && tokenizer.find(turn_end) >= 0) options.stop_tokens.push_back(tokenizer.find(turn_end));
-  }
+  options.stop_tokens = model::generation_stop_tokens(tokenizer, chat_template);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<int> generated = model::generate(decoder, {prompt}, options).front();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -21,6 +21,10 @@ ChatTemplate parse_chat_template(const std::string& name) {
   throw UsageError("unknown chat template '" + name + "' (expected none, chatml, llama3 or auto)");
 }
 
+ChatTemplate resolve_chat_template(const std::string& name, const Tokenizer& tokenizer) {
+  return name == "auto" ? detect_chat_template(tokenizer) : parse_chat_template(name);
+}
+
 ChatTemplate detect_chat_template(const Tokenizer& tokenizer) {
   if (tokenizer.find("<|im_start|>") >= 0) return ChatTemplate::kChatML;
   if (tokenizer.find("<|start_header_id|>") >= 0) return ChatTemplate::kLlama3;
@@ -61,6 +65,21 @@ std::string render_chat(ChatTemplate chat_template, const std::vector<ChatMessag
     case ChatTemplate::kNone: break;
   }
   return render_plain(messages);
+}
+
+std::vector<int> encode_chat(const Tokenizer& tokenizer, ChatTemplate chat_template, const std::vector<ChatMessage>& messages) {
+  if (chat_template == ChatTemplate::kNone) return tokenizer.encode_with_bos(render_plain(messages));
+  return tokenizer.encode(render_chat(chat_template, messages, /*add_generation_prompt=*/true));
+}
+
+std::vector<int> generation_stop_tokens(const Tokenizer& tokenizer, ChatTemplate chat_template) {
+  std::vector<int> stops;
+  if (tokenizer.eos() >= 0) stops.push_back(tokenizer.eos());
+  const char* turn_end = chat_template == ChatTemplate::kChatML ? "<|im_end|>"
+                         : chat_template == ChatTemplate::kLlama3 ? "<|eot_id|>"
+                                                                  : nullptr;
+  if (turn_end != nullptr && tokenizer.find(turn_end) >= 0) stops.push_back(tokenizer.find(turn_end));
+  return stops;
 }
 
 }  // namespace oscar::model

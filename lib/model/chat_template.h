@@ -20,6 +20,8 @@ struct ChatMessage {
 /// resolved by detect_chat_template, not here).
 std::string chat_template_name(ChatTemplate chat_template);
 ChatTemplate parse_chat_template(const std::string& name);
+/// parse_chat_template, except that "auto" means detect_chat_template(tokenizer).
+ChatTemplate resolve_chat_template(const std::string& name, const Tokenizer& tokenizer);
 /// The template a tokenizer's special tokens imply: <|im_start|> -> ChatML, <|start_header_id|> -> Llama-3,
 /// otherwise none.
 ChatTemplate detect_chat_template(const Tokenizer& tokenizer);
@@ -29,5 +31,14 @@ ChatTemplate detect_chat_template(const Tokenizer& tokenizer);
 /// Llama-3 starts with "<|begin_of_text|>"; ChatML has no BOS.
 std::string render_chat(ChatTemplate chat_template, const std::vector<ChatMessage>& messages,
                         bool add_generation_prompt);
+
+/// A conversation as the model's input ids, ready for the assistant to answer: with a template, its
+/// rendering with the generation prompt (the template carries any BOS); with kNone, the joined contents with
+/// BOS in front when the tokenizer uses one.
+std::vector<int> encode_chat(const Tokenizer& tokenizer, ChatTemplate chat_template, const std::vector<ChatMessage>& messages);
+
+/// Tokens that end a generated answer: EOS, and the template's end-of-turn marker (<|im_end|>, <|eot_id|>)
+/// when the tokenizer has it.
+std::vector<int> generation_stop_tokens(const Tokenizer& tokenizer, ChatTemplate chat_template);
 
 }  // namespace oscar::model

@@ -28,14 +28,6 @@ std::int64_t add_windows(const model::Tokenizer& tokenizer, const std::vector<in
   return taken;
 }
 
-std::vector<int> chat_tokens(const model::Tokenizer& tokenizer, model::ChatTemplate chat_template,
-                             const std::vector<model::ChatMessage>& messages) {
-  if (chat_template == model::ChatTemplate::kNone) {
-    return tokenizer.encode_with_bos(model::render_chat(chat_template, messages, false));
-  }
-  return tokenizer.encode(model::render_chat(chat_template, messages, /*add_generation_prompt=*/true));
-}
-
 }  // namespace
 
 std::vector<CalibrationSequence> build_calibration_sequences(const model::Tokenizer& tokenizer,
@@ -56,7 +48,7 @@ std::vector<CalibrationSequence> build_calibration_sequences(const model::Tokeni
                              budget.max_tokens - taken, sequences);
         continue;
       }
-      std::vector<int> ids = chat_tokens(tokenizer, chat_template, prompt.messages);
+      std::vector<int> ids = model::encode_chat(tokenizer, chat_template, prompt.messages);
       ids.resize(std::min<std::size_t>({ids.size(), std::size_t(budget.seq_len), std::size_t(budget.max_tokens - taken)}));
       if (ids.empty()) continue;
       taken += std::int64_t(ids.size());

@@ -151,21 +151,6 @@ void require_composable(int head_dim, const calib::FitOptions& fit) {
   }
 }
 
-model::ChatTemplate resolve_chat_template(const std::string& name, const model::Tokenizer& tokenizer) {
-  return name == "auto" ? model::detect_chat_template(tokenizer) : model::parse_chat_template(name);
-}
-
-/// Tokens that end a generation: EOS, and the turn-end marker of the chat template.
-std::vector<int> stop_tokens(const model::Tokenizer& tokenizer, model::ChatTemplate chat_template) {
-  std::vector<int> stops;
-  if (tokenizer.eos() >= 0) stops.push_back(tokenizer.eos());
-  const char* turn_end = chat_template == model::ChatTemplate::kChatML  ? "<|im_end|>"
-                         : chat_template == model::ChatTemplate::kLlama3 ? "<|eot_id|>"
-                                                                         : nullptr;
-  if (turn_end && tokenizer.find(turn_end) >= 0) stops.push_back(tokenizer.find(turn_end));
-  return stops;
-}
-
 /// Appends greedy continuations to every sequence (the reference calibrates on traces the model produces
 /// itself), then trims the total back to the token budget. Capture happens afterwards by prefilling the
 /// whole sequence, so both passes see identical activations for prompt and generated tokens alike.
@@ -277,12 +262,12 @@ std::string run_model_calibration(const ModelCalibrationRequest& request) {
   if (budget.seq_len > context) {
     throw UsageError("--seq-len " + std::to_string(budget.seq_len) + " exceeds the model's context of " + std::to_string(context));
   }
-  const model::ChatTemplate chat_template = resolve_chat_template(request.chat_template, *loaded.tokenizer);
+  const model::ChatTemplate chat_template = model::resolve_chat_template(request.chat_template, *loaded.tokenizer);
   std::vector<CalibrationSequence> sequences =
       build_calibration_sequences(*loaded.tokenizer, chat_template, request.data_paths, budget);
   ProgressBar bar(request.progress);
   if (request.generate_tokens > 0) {
-    append_generations(decoder, sequences, stop_tokens(*loaded.tokenizer, chat_template), request, bar);
+    append_generations(decoder, sequences, model::generation_stop_tokens(*loaded.tokenizer, chat_template), request, bar);
   }
   spdlog::info("{} sequences, {} tokens, chat template {}", sequences.size(), total_tokens(sequences),
                model::chat_template_name(chat_template));

@@ -56,5 +56,22 @@ TEST(ChatTemplate, ChatMlRenderingTokenizesToTheQwenMarkers) {
             (std::vector<int>{151644, 872, 198, 3838, 374, 220, 17, 10, 17, 30, 151645, 198, 151644, 77091, 198}));
 }
 
+TEST(ChatTemplate, EncodeChatUsesTheTemplateOrBosAndPlainText) {
+  // ChatML: the same ids Hugging Face produced for this conversation (expected_ids.jsonl's chat case).
+  EXPECT_EQ(encode_chat(qwen3(), ChatTemplate::kChatML, {{"user", "What is 2+2?"}}),
+            (std::vector<int>{151644, 872, 198, 3838, 374, 220, 17, 10, 17, 30, 151645, 198, 151644, 77091, 198}));
+  // None: the plain text, with BOS only for tokenizers that use one (Qwen3 does not).
+  EXPECT_EQ(encode_chat(qwen3(), ChatTemplate::kNone, {{"user", "Hello World"}}), (std::vector<int>{9707, 4337}));
+}
+
+TEST(ChatTemplate, StopTokensAreEosAndTheTurnEndMarker) {
+  const Tokenizer& tokenizer = qwen3();  // eos is <|im_end|> (151645) itself
+  EXPECT_EQ(generation_stop_tokens(tokenizer, ChatTemplate::kNone), (std::vector<int>{151645}));
+  EXPECT_EQ(generation_stop_tokens(tokenizer, ChatTemplate::kChatML), (std::vector<int>{151645, 151645}));
+  EXPECT_EQ(generation_stop_tokens(tokenizer, ChatTemplate::kLlama3), (std::vector<int>{151645}));  // no <|eot_id|>
+  EXPECT_EQ(resolve_chat_template("auto", tokenizer), ChatTemplate::kChatML);
+  EXPECT_EQ(resolve_chat_template("llama3", tokenizer), ChatTemplate::kLlama3);
+}
+
 }  // namespace
 }  // namespace oscar::model::test

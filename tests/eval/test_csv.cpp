@@ -16,17 +16,7 @@ namespace oscar::eval {
 namespace {
 
 using Rows = std::vector<CsvRow>;
-
-/// The InputError message `action` throws, or a failure when it throws nothing (or something else).
-std::string input_error_message(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const InputError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected oscar::InputError";
-  return "";
-}
+using test::input_error_message;
 
 TEST(Csv, PlainRecordsWithAndWithoutFinalNewline) {
   EXPECT_EQ(parse_csv("a,b,c\n1,2,3\n", "t.csv"), (Rows{{"a", "b", "c"}, {"1", "2", "3"}}));

@@ -24,24 +24,6 @@ const std::string kData = OSCAR_SHARED_DATA;
 const std::string kArc = kData + "/eval/arc_challenge_test.jsonl";
 const std::string kMmlu = kData + "/eval/mmlu";
 
-std::string input_error_message(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const InputError& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected oscar::InputError";
-  return "";
-}
-
-/// EXPECTs that `action` throws an InputError whose message starts with `prefix` (the path, maybe a line).
-void expect_input_error(const std::function<void()>& action, const std::string& prefix,
-                        const std::string& also = "") {
-  const std::string message = input_error_message(action);
-  EXPECT_EQ(message.rfind(prefix, 0), 0U) << message;
-  EXPECT_NE(message.find(also), std::string::npos) << message;
-  EXPECT_EQ(message.find('\n'), std::string::npos) << "one-line message: " << message;
-}
 
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
@@ -128,23 +110,23 @@ TEST(Mmlu, MalformedFilesNameFileAndLine) {
   const std::string header = "question,choice0,choice1,choice2,choice3,answer\n";
   const std::string bad_answer = scratch / "bad_answer.csv";
   write_file(bad_answer, header + "q1,a,b,c,d,0\n\"q2\nspans two lines\",a,b,c,d,7\n");
-  expect_input_error([&] { load_mmlu_csv(bad_answer); }, bad_answer + ": line 3: ", "\"7\"");
+  test::expect_input_error_with_prefix([&] { load_mmlu_csv(bad_answer); }, bad_answer + ": line 3: ", "\"7\"");
   const std::string letter_e = scratch / "letter_e.csv";
   write_file(letter_e, "q,a,b,c,d,E\n");
-  expect_input_error([&] { load_mmlu_csv(letter_e); }, letter_e + ": line 1: ");
+  test::expect_input_error_with_prefix([&] { load_mmlu_csv(letter_e); }, letter_e + ": line 1: ");
   const std::string short_row = scratch / "short.csv";
   write_file(short_row, header + "q1,a,b,c,d,0\nq2,a,b,1\n");
-  expect_input_error([&] { load_mmlu_csv(short_row); }, short_row + ": line 3: ", "expected 6 fields, found 4");
+  test::expect_input_error_with_prefix([&] { load_mmlu_csv(short_row); }, short_row + ": line 3: ", "expected 6 fields, found 4");
   const std::string missing_column = scratch / "missing.csv";
   write_file(missing_column, "question,choice0,choice1,choice2,answer\nq,a,b,c,0\n");
-  expect_input_error([&] { load_mmlu_csv(missing_column); }, missing_column + ": line 1: ", "choice3");
+  test::expect_input_error_with_prefix([&] { load_mmlu_csv(missing_column); }, missing_column + ": line 1: ", "choice3");
   const std::string header_only = scratch / "header_only.csv";
   write_file(header_only, header);
-  expect_input_error([&] { load_mmlu_csv(header_only); }, header_only + ": no questions");
+  test::expect_input_error_with_prefix([&] { load_mmlu_csv(header_only); }, header_only + ": no questions");
   const std::string unterminated = scratch / "unterminated.csv";
   write_file(unterminated, header + "\"q,a,b,c,d,0\n");
-  expect_input_error([&] { load_multiple_choice(unterminated); }, unterminated + ": line 2: ");
-  expect_input_error([&] { load_mmlu_csv(scratch / "absent.csv"); }, scratch / "absent.csv: ");
+  test::expect_input_error_with_prefix([&] { load_multiple_choice(unterminated); }, unterminated + ": line 2: ");
+  test::expect_input_error_with_prefix([&] { load_mmlu_csv(scratch / "absent.csv"); }, scratch / "absent.csv: ");
 }
 
 // --- ARC -------------------------------------------------------------------------------------------------------
@@ -215,7 +197,7 @@ TEST(Arc, MalformedLinesNameFileAndLine) {
   const auto check = [&](const std::string& name, const std::string& second_line, const std::string& also) {
     const std::string path = scratch / name;
     write_file(path, good + "\n" + second_line + "\n");
-    expect_input_error([&] { load_arc_jsonl(path); }, path + ": line 2: ", also);
+    test::expect_input_error_with_prefix([&] { load_arc_jsonl(path); }, path + ": line 2: ", also);
   };
   check("invalid.jsonl", R"({"question": "Q", "options": [)", "invalid JSON");
   check("not_object.jsonl", R"(["Q"])", "JSON object");
@@ -352,30 +334,30 @@ TEST(Gpqa, MalformedFilesNameFileAndLine) {
   no_third.erase(std::find(no_third.begin(), no_third.end(), "Incorrect Answer 3"));
   const std::string missing = scratch / "missing.csv";
   write_file(missing, csv_line(no_third) + csv_line(std::vector<std::string>(no_third.size(), "x")));
-  expect_input_error([&] { load_gpqa_csv(missing); }, missing + ": line 1: ", "\"Incorrect Answer 3\"");
+  test::expect_input_error_with_prefix([&] { load_gpqa_csv(missing); }, missing + ": line 1: ", "\"Incorrect Answer 3\"");
 
   // Line 2-3 hold a two-line record, so the short row is on line 4.
   const std::string short_row = scratch / "short.csv";
   write_file(short_row, csv_line(kGpqaHeader) + gpqa_row({"two\nlines", "a", "b", "c", "d"}, "r") + "x,y,z\n");
-  expect_input_error([&] { load_gpqa_csv(short_row); }, short_row + ": line 4: ", "expected 27 fields, found 3");
+  test::expect_input_error_with_prefix([&] { load_gpqa_csv(short_row); }, short_row + ": line 4: ", "expected 27 fields, found 3");
 
   const std::string empty_choice = scratch / "empty_choice.csv";
   write_file(empty_choice, csv_line(kGpqaHeader) + gpqa_row({"Q", "a", "b", "  \n", "d"}, "r"));
-  expect_input_error([&] { load_gpqa_csv(empty_choice); }, empty_choice + ": line 2: ", "Incorrect Answer 2");
+  test::expect_input_error_with_prefix([&] { load_gpqa_csv(empty_choice); }, empty_choice + ": line 2: ", "Incorrect Answer 2");
 
   const std::string header_only = scratch / "header_only.csv";
   write_file(header_only, csv_line(kGpqaHeader));
-  expect_input_error([&] { load_multiple_choice(header_only); }, header_only + ": no questions");
+  test::expect_input_error_with_prefix([&] { load_multiple_choice(header_only); }, header_only + ": no questions");
 }
 
 TEST(MultipleChoiceFormat, RejectsOtherFiles) {
   const test::TempDir scratch;
   const std::string text = scratch / "notes.txt";
   write_file(text, "hello\n");
-  expect_input_error([&] { detect_multiple_choice_format(text); }, text + ": ");
+  test::expect_input_error_with_prefix([&] { detect_multiple_choice_format(text); }, text + ": ");
   const std::string prompts = scratch / "prompts.jsonl";
   write_file(prompts, "{\"text\": \"hello\"}\n");
-  expect_input_error([&] { load_multiple_choice(prompts); }, prompts + ": line 1: ", "options");
+  test::expect_input_error_with_prefix([&] { load_multiple_choice(prompts); }, prompts + ": line 1: ", "options");
 }
 
 // --- prompt and answers ----------------------------------------------------------------------------------------

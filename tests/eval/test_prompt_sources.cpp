@@ -22,19 +22,6 @@ const std::string kArc = kData + "/eval/arc_challenge_test.jsonl";
 
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
-/// EXPECTs an InputError whose one-line message starts with `prefix` and contains `also`.
-void expect_input_error(const std::function<void()>& action, const std::string& prefix,
-                        const std::string& also = "") {
-  try {
-    action();
-    ADD_FAILURE() << "expected oscar::InputError";
-  } catch (const InputError& error) {
-    const std::string message = error.what();
-    EXPECT_EQ(message.rfind(prefix, 0), 0U) << message;
-    EXPECT_NE(message.find(also), std::string::npos) << message;
-    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-  }
-}
 
 TEST(TextPrompts, TinyStoriesSampleHasFiveDocuments) {
   EXPECT_EQ(detect_data_kind(kStories), DataKind::kText);
@@ -103,7 +90,7 @@ TEST(JsonlPrompts, MalformedLinesNameFileAndLine) {
   const auto check = [&](const std::string& name, const std::string& third_line, const std::string& also) {
     const std::string path = scratch / name;
     write_file(path, good + "\n" + good + "\n" + third_line + "\n");
-    expect_input_error([&] { load_prompts(path); }, path + ": line 3: ", also);
+    test::expect_input_error_with_prefix([&] { load_prompts(path); }, path + ": line 3: ", also);
   };
   check("invalid.jsonl", R"({"text": "unterminated)", "invalid JSON");
   check("array.jsonl", R"(["text"])", "JSON object");
@@ -116,7 +103,7 @@ TEST(JsonlPrompts, MalformedLinesNameFileAndLine) {
   check("content_null.jsonl", R"({"messages": [{"role": "user", "content": null}]})", "\"content\"");
   const std::string unknown = scratch / "unknown.jsonl";
   write_file(unknown, "\n{\"prompt\": \"a\"}\n");
-  expect_input_error([&] { detect_data_kind(unknown); }, unknown + ": line 2: ");
+  test::expect_input_error_with_prefix([&] { detect_data_kind(unknown); }, unknown + ": line 2: ");
 }
 
 TEST(MultipleChoicePrompts, ArcQuestionsBecomeOneUserMessage) {
@@ -152,11 +139,11 @@ TEST(MultipleChoicePrompts, MmluCsvFile) {
 TEST(Prompts, EmptyAndMissingFiles) {
   const test::TempDir scratch;
   write_file(scratch / "empty.txt", " \n<|endoftext|>\n");
-  expect_input_error([&] { load_prompts(scratch / "empty.txt"); }, scratch / "empty.txt: no prompts");
+  test::expect_input_error_with_prefix([&] { load_prompts(scratch / "empty.txt"); }, scratch / "empty.txt: no prompts");
   write_file(scratch / "empty.jsonl", "\n\n");
-  expect_input_error([&] { load_prompts(scratch / "empty.jsonl"); }, scratch / "empty.jsonl: no prompts");
-  expect_input_error([&] { load_prompts(scratch / "absent.txt"); }, scratch / "absent.txt: ");
-  expect_input_error([&] { load_prompts(scratch / "absent.jsonl"); }, scratch / "absent.jsonl: ");
+  test::expect_input_error_with_prefix([&] { load_prompts(scratch / "empty.jsonl"); }, scratch / "empty.jsonl: no prompts");
+  test::expect_input_error_with_prefix([&] { load_prompts(scratch / "absent.txt"); }, scratch / "absent.txt: ");
+  test::expect_input_error_with_prefix([&] { load_prompts(scratch / "absent.jsonl"); }, scratch / "absent.jsonl: ");
 }
 
 }  // namespace

@@ -15,11 +15,36 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <functional>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "core/error.h"
 #include "io/zip_archive.h"
 
 namespace oscar::test {
+
+/// The message of the oscar::InputError `action` throws; a test failure (and "") when it throws nothing.
+inline std::string input_error_message(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const InputError& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "expected oscar::InputError";
+  return "";
+}
+
+/// EXPECTs that `action` throws a one-line InputError whose message starts with `prefix` (the path, maybe a
+/// line) and contains `also`.
+inline void expect_input_error_with_prefix(const std::function<void()>& action, const std::string& prefix,
+                                           const std::string& also = "") {
+  const std::string message = input_error_message(action);
+  EXPECT_EQ(message.rfind(prefix, 0), 0U) << message;
+  EXPECT_NE(message.find(also), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << "one-line message: " << message;
+}
 
 /// A fresh directory under $TMPDIR, removed with everything in it at scope exit.
 class TempDir {

@@ -423,6 +423,28 @@ std::size_t q8_blocks_out_of_bound(const std::vector<float>& dequantized, const 
   return bad;
 }
 
+/// TinyStories-656K's geometry as its config.json states it; both of its files must load to this.
+void expect_tinystories_656k_config(const ModelConfig& c) {
+  EXPECT_EQ(c.architecture, Architecture::kLlama);
+  EXPECT_EQ(c.dim, 128);
+  EXPECT_EQ(c.hidden_dim, 384);
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.vocab_size, 2048);
+  EXPECT_EQ(c.max_seq_len, 512);
+  EXPECT_FLOAT_EQ(c.rms_eps, 1e-6f);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
+  EXPECT_EQ(c.rope_style, RopeStyle::kNeox);
+  EXPECT_FALSE(c.rope_scaling.enabled);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_TRUE(c.tied_embeddings);
+  EXPECT_EQ(c.bos_token, 1);
+  EXPECT_EQ(c.eos_token, 2);
+}
+
 }  // namespace
 
 // =========================================================================================================
@@ -768,24 +790,7 @@ TEST(GgufModelModelFiles, TinyStoriesConfigAndWeightsMatchSafetensors) {
   EXPECT_EQ(model.format, ModelFormat::kGguf);
   EXPECT_EQ(model.path, kGgufPath);
   EXPECT_EQ(model.files, std::vector<std::string>{kGgufPath});
-  EXPECT_EQ(c.architecture, Architecture::kLlama);
-  EXPECT_EQ(c.dim, 128);
-  EXPECT_EQ(c.hidden_dim, 384);
-  EXPECT_EQ(c.n_layers, 2);
-  EXPECT_EQ(c.n_heads, 8);
-  EXPECT_EQ(c.n_kv_heads, 4);
-  EXPECT_EQ(c.head_dim, 16);
-  EXPECT_EQ(c.vocab_size, 2048);
-  EXPECT_EQ(c.max_seq_len, 512);
-  EXPECT_NEAR(c.rms_eps, 1e-6, 1e-12);
-  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
-  EXPECT_EQ(c.rope_style, RopeStyle::kNeox);  // un-permuted at load
-  EXPECT_FALSE(c.rope_scaling.enabled);
-  EXPECT_FALSE(c.qkv_bias);
-  EXPECT_FALSE(c.qk_norm);
-  EXPECT_TRUE(c.tied_embeddings);
-  EXPECT_EQ(c.bos_token, 1);
-  EXPECT_EQ(c.eos_token, 2);
+  expect_tinystories_656k_config(c);  // the GGUF's Q/K rows are un-permuted at load: NeoX like the HF copy
   EXPECT_FALSE(model.weights.has("lm_head.weight"));
 
   // Every weight against the fp32 originals (the embedding against lm_head: the checkpoint ties them).
@@ -909,25 +914,7 @@ TEST(HfModelModelFiles, LoadsTinyStoriesDirectory) {
   const ModelConfig& c = model.config;
   EXPECT_EQ(model.format, ModelFormat::kHuggingFace);
   EXPECT_EQ(model.path, kModelDir);
-  // config.json of TinyStories-656K.
-  EXPECT_EQ(c.architecture, Architecture::kLlama);
-  EXPECT_EQ(c.dim, 128);
-  EXPECT_EQ(c.hidden_dim, 384);
-  EXPECT_EQ(c.n_layers, 2);
-  EXPECT_EQ(c.n_heads, 8);
-  EXPECT_EQ(c.n_kv_heads, 4);
-  EXPECT_EQ(c.head_dim, 16);
-  EXPECT_EQ(c.vocab_size, 2048);
-  EXPECT_EQ(c.max_seq_len, 512);
-  EXPECT_FLOAT_EQ(c.rms_eps, 1e-6f);
-  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
-  EXPECT_EQ(c.rope_style, RopeStyle::kNeox);
-  EXPECT_FALSE(c.rope_scaling.enabled);
-  EXPECT_FALSE(c.qkv_bias);
-  EXPECT_FALSE(c.qk_norm);
-  EXPECT_TRUE(c.tied_embeddings);
-  EXPECT_EQ(c.bos_token, 1);
-  EXPECT_EQ(c.eos_token, 2);
+  expect_tinystories_656k_config(c);
 
   // The file holds only lm_head.weight: it becomes the embedding, and lm_head is dropped (tied).
   EXPECT_FALSE(model.weights.has("lm_head.weight"));

@@ -11,7 +11,6 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -19,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/progress_bar.h"
+#include "core/stopwatch.h"
 #include "core/version.h"
 #include "eval/perplexity.h"
 #include "model/chat_template.h"
@@ -88,9 +88,9 @@ void run_generate(const ModelFlags& flags, const GenerateFlags& generate) {
   options.max_new_tokens = generate.max_tokens;
   options.sampling = generate.sampling;
   options.stop_tokens = model::generation_stop_tokens(tokenizer, chat_template);
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   const std::vector<int> generated = model::generate(decoder, {prompt}, options).front();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = stopwatch.seconds();
   std::cout << tokenizer.decode(prompt) << tokenizer.decode(generated) << "\n";
   spdlog::info("{} prompt + {} generated tokens in {:.2f} s", prompt.size(), generated.size(), seconds);
 }
@@ -101,11 +101,11 @@ void run_perplexity(const ModelFlags& flags, const std::string& text_path, int s
   model::Decoder decoder = make_decoder(loaded, flags);
   const int window = seq_len > 0 ? seq_len : loaded.config.max_seq_len;
   ProgressBar bar(!quiet);
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   const eval::PerplexityResult result =
       eval::text_perplexity(decoder, *loaded.tokenizer, read_file(text_path), window, stride, max_tokens,
                             [&](std::int64_t done, std::int64_t total) { bar.update(done, total, done, "tok", "scoring"); });
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = stopwatch.seconds();
   std::printf("tokens %lld  nll %.4f nats/token  perplexity %.4f  (%.0f tok/s, window %d, stride %d)\n",
               static_cast<long long>(result.tokens_scored), result.mean_nll(), result.perplexity(),
               double(result.tokens_scored) / seconds, window, stride > 0 ? stride : window / 2);

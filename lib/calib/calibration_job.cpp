@@ -2,12 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <filesystem>
 #include <future>
 #include <limits>
 
 #include "calib/state_file.h"
+#include "core/stopwatch.h"
 #include "core/error.h"
 #include "core/progress_bar.h"
 #include "linalg/hadamard.h"
@@ -120,10 +120,6 @@ void write_and_log(const std::string& out_dir, const std::vector<OutputFile>& ou
   for (const auto& output : outputs) spdlog::info("wrote {}", (fs::path(out_dir) / output.name).string());
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 std::pair<int, int> parse_id_range(const std::string& spec, const std::string& option) {
@@ -159,7 +155,7 @@ std::vector<int> parse_layer_selection(const std::string& spec, const std::vecto
 }
 
 void run_calibrate(const CalibrateRequest& request) {
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   const auto dump = open_dump(request.input);
   require_composable(*dump, request.fit);
   AccumulationOptions options = accumulation_options(*dump, request.input);
@@ -188,12 +184,12 @@ void run_calibrate(const CalibrateRequest& request) {
   run.group_size = request.group_size > 0 ? request.group_size : state.geometry.head_dim;
   run.options = request.options_record;
   run.geometry = geometry_json(state, options.layer_ids.size());
-  run.wall_seconds = seconds_since(start);
+  run.wall_seconds = stopwatch.seconds();
   if (run.skipped_entries > 0) {
     spdlog::warn("dropped {} (token, kv head, layer) entries with non-finite values", run.skipped_entries);
   }
   write_and_log(request.out_dir, outputs, calibration_record(run, outputs));
-  spdlog::info("{} tokens per layer, {} layers, {:.2f} s", run.tokens, options.layer_ids.size(), seconds_since(start));
+  spdlog::info("{} tokens per layer, {} layers, {:.2f} s", run.tokens, options.layer_ids.size(), stopwatch.seconds());
 }
 
 void run_hadamard(const HadamardRequest& request) {
@@ -242,7 +238,7 @@ void run_accumulate(const AccumulateRequest& request) {
 }
 
 void run_merge(const MergeRequest& request) {
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   std::vector<CalibrationState> states;
   for (const auto& path : request.state_paths) states.push_back(load_state(path));
   const CalibrationState merged = merge_states(states, request.state_paths);
@@ -274,7 +270,7 @@ void run_merge(const MergeRequest& request) {
       run.group_size = request.group_size > 0 ? request.group_size : merged.geometry.head_dim;
       run.options = request.options_record;
       run.geometry = geometry_json(merged, layer_ids.size());
-      run.wall_seconds = seconds_since(start);
+      run.wall_seconds = stopwatch.seconds();
       write_and_log(request.out_dir, outputs, calibration_record(run, outputs));
     }
   } catch (...) {

@@ -1,17 +1,13 @@
 #include "pipeline/model_bench.h"
 
-#include <chrono>
 #include <random>
 #include <vector>
 
+#include "core/stopwatch.h"
 #include "pipeline/model_calibration.h"
 
 namespace oscar::pipeline {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 std::vector<std::vector<int>> random_sequences(const ModelBenchOptions& options, int vocab_size) {
   std::mt19937_64 generator(options.seed);
@@ -24,21 +20,21 @@ std::vector<std::vector<int>> random_sequences(const ModelBenchOptions& options,
 
 /// One forward per batch over all sequences, no capture.
 double time_plain_forward(model::Decoder& decoder, const std::vector<std::vector<int>>& sequences, int batch_size) {
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   for (std::size_t first = 0; first < sequences.size(); first += std::size_t(batch_size)) {
     const std::size_t count = std::min(std::size_t(batch_size), sequences.size() - first);
     decoder.reset(int(count));
     decoder.forward_batch({sequences.begin() + std::ptrdiff_t(first), sequences.begin() + std::ptrdiff_t(first + count)});
   }
-  return seconds_since(start);
+  return stopwatch.seconds();
 }
 
 double decode_tokens_per_second(model::Decoder& decoder, const std::vector<int>& prompt, int steps) {
   decoder.reset(1);
   std::vector<float> logits = decoder.forward(prompt);
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   for (int step = 0; step < steps; ++step) logits = decoder.forward({int(step % decoder.config().vocab_size)});
-  return steps / seconds_since(start);
+  return steps / stopwatch.seconds();
 }
 
 }  // namespace
@@ -49,9 +45,9 @@ ModelBenchResult bench_model(model::Decoder& decoder, const ModelBenchOptions& o
   time_plain_forward(decoder, {sequences.front()}, 1);  // warm-up: allocator, thread pool, caches
   result.plain_forward_seconds = time_plain_forward(decoder, sequences, options.batch_size);
   result.prefill_tokens_per_second = double(options.sequences) * options.seq_len / result.plain_forward_seconds;
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   accumulate_model_statistics(decoder, sequences, "qqt_sst", options.batch_size);
-  result.calibration_seconds = seconds_since(start);
+  result.calibration_seconds = stopwatch.seconds();
   result.decode_tokens_per_second = decode_tokens_per_second(decoder, sequences.front(), options.decode_tokens);
   return result;
 }

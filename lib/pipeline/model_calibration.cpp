@@ -5,13 +5,13 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 
 #include "calib/chunk_accumulation.h"
 #include "calib/head_statistics.h"
+#include "core/stopwatch.h"
 #include "core/error.h"
 #include "core/host_tensor.h"
 #include "core/progress_bar.h"
@@ -201,10 +201,6 @@ std::vector<io::FileDigest> digest_files(const std::vector<std::string>& paths) 
   return digests;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 std::vector<std::vector<int>> token_lists(const std::vector<CalibrationSequence>& sequences) {
   std::vector<std::vector<int>> lists;
   for (const auto& sequence : sequences) lists.push_back(sequence.tokens);
@@ -246,7 +242,7 @@ calib::CalibrationState accumulate_model_statistics(model::Decoder& decoder, con
 }
 
 std::string run_model_calibration(const ModelCalibrationRequest& request) {
-  const auto start = std::chrono::steady_clock::now();
+  const Stopwatch stopwatch;
   const model::LoadedModel loaded = model::load_model(request.model_path, request.tokenizer_path);
   if (!loaded.tokenizer) throw InputError(request.model_path + ": no tokenizer found (give --tokenizer)");
   const model::ModelConfig& config = loaded.config;
@@ -297,11 +293,11 @@ std::string run_model_calibration(const ModelCalibrationRequest& request) {
                   {"head_dim", state.geometry.head_dim}};
   run.model = model_identity(loaded, request.decoder);
   run.model["chat_template"] = model::chat_template_name(chat_template);
-  run.wall_seconds = seconds_since(start);
+  run.wall_seconds = stopwatch.seconds();
   const std::string tag_dir = (fs::path(request.out_dir) / calib::calibration_tag(run.tokens, run.prompts, run.group_size)).string();
   calib::write_outputs(tag_dir, outputs, calib::calibration_record(run, outputs));
   for (const auto& output : outputs) spdlog::info("wrote {}", (fs::path(tag_dir) / output.name).string());
-  spdlog::info("{} tokens per layer, {} layers, {:.2f} s", run.tokens, layer_ids.size(), seconds_since(start));
+  spdlog::info("{} tokens per layer, {} layers, {:.2f} s", run.tokens, layer_ids.size(), stopwatch.seconds());
   return tag_dir;
 }
 

@@ -135,7 +135,7 @@ void run_bench(const ModelFlags& flags, const BenchFlags& bench) {
               loaded.config.n_heads, loaded.config.n_kv_heads, loaded.config.head_dim, flags.dtype.c_str(), flags.device.c_str());
   std::printf("prefill  %d x %d tokens, batch %d: %.1f tok/s\n", bench.options.sequences, bench.options.seq_len,
               bench.options.batch_size, r.prefill_tokens_per_second);
-  std::printf("decode   %d steps after %d tokens: %.1f tok/s\n", bench.options.decode_tokens, bench.options.seq_len,
+  std::printf("decode   %d steps after %d tokens: %.1f tok/s\n", bench.options.decode_tokens, r.decode_context,
               r.decode_tokens_per_second);
   std::printf("calibrate qqt_sst (2 capture passes): %.3f s vs plain forward %.3f s per pass: capture overhead %+.1f%%\n",
               r.calibration_seconds, r.plain_forward_seconds, 100 * r.capture_overhead());

@@ -3,6 +3,7 @@
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "core/stopwatch.h"
 #include "pipeline/model_calibration.h"
 
@@ -29,7 +30,12 @@ double time_plain_forward(model::Decoder& decoder, const std::vector<std::vector
   return stopwatch.seconds();
 }
 
-double decode_tokens_per_second(model::Decoder& decoder, const std::vector<int>& prompt, int steps) {
+/// Decode steps after a prefill of `prompt`, shortened when needed so that prompt + steps fit the context.
+double decode_tokens_per_second(model::Decoder& decoder, std::vector<int> prompt, int steps, int& context) {
+  const int room = decoder.config().max_seq_len - steps;
+  if (room < 1) throw UsageError("--decode-tokens " + std::to_string(steps) + " does not fit the model's context");
+  if (int(prompt.size()) > room) prompt.resize(std::size_t(room));
+  context = int(prompt.size());
   decoder.reset(1);
   std::vector<float> logits = decoder.forward(prompt);
   const Stopwatch stopwatch;
@@ -48,7 +54,7 @@ ModelBenchResult bench_model(model::Decoder& decoder, const ModelBenchOptions& o
   const Stopwatch stopwatch;
   accumulate_model_statistics(decoder, sequences, "qqt_sst", options.batch_size);
   result.calibration_seconds = stopwatch.seconds();
-  result.decode_tokens_per_second = decode_tokens_per_second(decoder, sequences.front(), options.decode_tokens);
+  result.decode_tokens_per_second = decode_tokens_per_second(decoder, sequences.front(), options.decode_tokens, result.decode_context);
   return result;
 }
 

@@ -20,6 +20,7 @@ struct ModelBenchOptions {
 struct ModelBenchResult {
   double prefill_tokens_per_second = 0;
   double decode_tokens_per_second = 0;
+  int decode_context = 0;            ///< tokens in the cache before the decode steps (seq_len, or less to fit)
   double calibration_seconds = 0;    ///< qqt_sst: two capture passes
   double plain_forward_seconds = 0;  ///< one pass over the same sequences without capture
   /// Extra time per pass that capture and accumulation add: calibration / (2 × plain) − 1.

@@ -45,7 +45,7 @@ bool widen_token(const HostTensor& tensor, const RowLayout& layout, std::int64_t
 }
 
 void accumulate_queries(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, int group_size,
-                        NonfinitePolicy policy) {
+                        NonfinitePolicy policy, linalg::GramKernels kernels) {
   const RowLayout layout(*chunk.query);
   Matrix block(layout.head_dim, kTokensPerBlock * group_size);
   for (std::int64_t first = 0; first < layout.tokens; first += kTokensPerBlock) {
@@ -62,7 +62,7 @@ void accumulate_queries(HeadStatistics& head, const ChunkTensors& chunk, int kv_
         throw_nonfinite(chunk, "q", token, kv_head);
       }
     }
-    linalg::add_gram_lower(head.query_outer_sum, block, columns);
+    linalg::add_gram_lower(head.query_outer_sum, block, columns, kernels);
   }
 }
 
@@ -88,7 +88,8 @@ std::int64_t widen_key_value_block(HeadStatistics& head, const ChunkTensors& chu
   return columns;
 }
 
-void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy) {
+void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy,
+                            linalg::GramKernels kernels) {
   const RowLayout layout(*chunk.key);
   Matrix keys(layout.head_dim, kTokensPerBlock);
   Matrix values(layout.head_dim, kTokensPerBlock);
@@ -96,8 +97,8 @@ void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int
     const std::int64_t last = std::min(layout.tokens, first + kTokensPerBlock);
     const std::int64_t columns =
         widen_key_value_block(head, chunk, layout, kv_head, first, last, false, policy, keys, values);
-    linalg::add_gram_lower(head.key_outer_sum, keys, columns);
-    linalg::add_gram_lower(head.value_outer_sum, values, columns);
+    linalg::add_gram_lower(head.key_outer_sum, keys, columns, kernels);
+    linalg::add_gram_lower(head.value_outer_sum, values, columns, kernels);
     head.key_value_tokens += columns;
   }
 }
@@ -105,13 +106,14 @@ void accumulate_keys_values(HeadStatistics& head, const ChunkTensors& chunk, int
 }  // namespace
 
 void accumulate_first_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, int group_size,
-                           const StatisticsMask& mask, NonfinitePolicy policy) {
-  if (mask.query) accumulate_queries(head, chunk, kv_head, group_size, policy);
-  if (mask.key_value) accumulate_keys_values(head, chunk, kv_head, policy);
+                           const StatisticsMask& mask, NonfinitePolicy policy, linalg::GramKernels kernels) {
+  if (mask.query) accumulate_queries(head, chunk, kv_head, group_size, policy, kernels);
+  if (mask.key_value) accumulate_keys_values(head, chunk, kv_head, policy, kernels);
   head.first_pass_chunks.insert(chunk.chunk_id);
 }
 
-void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy) {
+void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy,
+                            linalg::GramKernels kernels) {
   const RowLayout layout(*chunk.key);
   const Matrix& weighting = head.weighting_query_covariance;
   Matrix keys(layout.head_dim, kTokensPerBlock);
@@ -123,8 +125,8 @@ void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int
     const std::int64_t columns =
         widen_key_value_block(head, chunk, layout, kv_head, first, last, true, policy, keys, values);
     if (columns == 0) continue;
-    linalg::quadratic_forms(weighting, keys, columns, weights, scratch);  // u_t = k_tᵀ·C̄_Q·k_t
-    linalg::add_weighted_gram_lower(head.weighted_value_outer_sum, values, columns, weights);
+    linalg::quadratic_forms(weighting, keys, columns, weights, scratch, kernels);  // u_t = k_tᵀ·C̄_Q·k_t
+    linalg::add_weighted_gram_lower(head.weighted_value_outer_sum, values, columns, weights, kernels);
     head.weight_sum += weights.sum();
     head.weighted_tokens += columns;
   }

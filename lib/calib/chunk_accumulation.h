@@ -11,6 +11,7 @@
 #include "calib/head_statistics.h"
 #include "core/error.h"
 #include "core/host_tensor.h"
+#include "linalg/gram.h"
 
 namespace oscar::calib {
 
@@ -33,11 +34,15 @@ class NonfiniteError : public InputError {
 
 /// First pass: query sums (mask.query) and key/value sums (mask.key_value) of local KV head
 /// `kv_head` (an index into the chunk's head axis); group_size = Hq / Hkv.
+/// `kernels` chooses the Gram kernels (linalg/gram.h): the OpenBLAS default, or Eigen's for callers beside
+/// other OpenBLAS users.
 void accumulate_first_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, int group_size,
-                           const StatisticsMask& mask, NonfinitePolicy policy);
+                           const StatisticsMask& mask, NonfinitePolicy policy,
+                           linalg::GramKernels kernels = linalg::GramKernels::kOpenBlas);
 
 /// Second pass: Σ u·v·vᵀ and Σ u with u = kᵀ·C̄_Q·k, C̄_Q = head.weighting_query_covariance (set by
 /// the caller before the pass). Tokens in head.skipped_query_tokens are left out.
-void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy);
+void accumulate_second_pass(HeadStatistics& head, const ChunkTensors& chunk, int kv_head, NonfinitePolicy policy,
+                            linalg::GramKernels kernels = linalg::GramKernels::kOpenBlas);
 
 }  // namespace oscar::calib

@@ -3,36 +3,31 @@
 //
 // Inputs are d×n column-major blocks, one vector per column. Sums hold their lower triangle only.
 // OpenBLAS is pinned to one thread: callers parallelise over heads themselves, and a fixed thread count
-// keeps the summation order, hence the bits, the same on every run.
+// keeps the summation order, hence the bits, the same on every run. Eigen's kernels are the alternative for
+// callers that must not touch OpenBLAS's process-wide settings (GramKernels).
 #pragma once
 
 #include "linalg/matrix.h"
 
 namespace oscar::linalg {
 
-/// The Gram updates switch OpenBLAS to one thread (they run from parallel_for workers). OpenBLAS's thread
-/// count is process-wide, so code that calls them serially between large multi-threaded products (the model
-/// capture sink, between LibTorch matmuls that use the same OpenBLAS) holds this guard around the calls: it
-/// restores the previous count on destruction. Not for use from several threads at once.
-class BlasThreadsGuard {
- public:
-  BlasThreadsGuard();
-  ~BlasThreadsGuard();
-  BlasThreadsGuard(const BlasThreadsGuard&) = delete;
-  BlasThreadsGuard& operator=(const BlasThreadsGuard&) = delete;
-
- private:
-  int saved_threads_;
-};
+/// Which kernels compute the updates. kOpenBlas (the default, twice as fast) pins OpenBLAS to one thread
+/// process-wide, which suits callers that parallelise over heads themselves (the dump path). kEigen uses
+/// Eigen's own single-threaded kernels and touches no process-wide state: for updates that run on a thread
+/// beside other OpenBLAS users, such as the model capture worker next to LibTorch's multi-threaded matmuls.
+/// Each kind is deterministic; the two round differently.
+enum class GramKernels { kOpenBlas, kEigen };
 
 /// Lower triangle of sum += X·Xᵀ, X = the first n columns of block.
-void add_gram_lower(Matrix& sum, const Matrix& block, long n);
+void add_gram_lower(Matrix& sum, const Matrix& block, long n, GramKernels kernels = GramKernels::kOpenBlas);
 
 /// Lower triangle of sum += X·diag(w)·Xᵀ, X = the first n columns of block, w of length ≥ n (entries may
 /// be of either sign).
-void add_weighted_gram_lower(Matrix& sum, const Matrix& block, long n, const Vector& weights);
+void add_weighted_gram_lower(Matrix& sum, const Matrix& block, long n, const Vector& weights,
+                             GramKernels kernels = GramKernels::kOpenBlas);
 
 /// out[j] = x_jᵀ·A·x_j for the first n columns of block (A symmetric, stored full); scratch is resized.
-void quadratic_forms(const Matrix& a, const Matrix& block, long n, Vector& out, Matrix& scratch);
+void quadratic_forms(const Matrix& a, const Matrix& block, long n, Vector& out, Matrix& scratch,
+                     GramKernels kernels = GramKernels::kOpenBlas);
 
 }  // namespace oscar::linalg

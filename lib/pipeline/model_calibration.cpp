@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <memory>
 
-#include "calib/chunk_accumulation.h"
 #include "calib/head_statistics.h"
 #include "core/stopwatch.h"
 #include "core/error.h"
@@ -17,8 +16,8 @@
 #include "core/progress_bar.h"
 #include "io/file_digest.h"
 #include "io/hdf5_dump.h"
+#include "pipeline/capture_accumulator.h"
 #include "linalg/composition.h"
-#include "linalg/gram.h"
 #include "linalg/matrix.h"
 #include "model/generation.h"
 #include "model/model_loader.h"
@@ -30,11 +29,12 @@ namespace {
 namespace fs = std::filesystem;
 using calib::CalibrationState;
 
-enum class Pass { kFirst, kSecond };
-
 /// Sequences longer than this are cut when --seq-len is left to the model: a Qwen3 context of 40960 tokens
 /// would make one calibration sequence cost minutes and gigabytes of attention scores.
 constexpr int kDefaultMaxSeqLen = 4096;
+/// Captured chunks waiting for the background accumulator at most (a Qwen3-8B layer of a 4096-token
+/// sequence is 100 MB): bounds what overlapping capture with the forward costs in memory.
+constexpr std::size_t kMaxPendingCaptureBytes = std::size_t(512) << 20;
 
 /// A float32 copy of a capture tensor in host memory: the accumulators read HostTensor, and the capture
 /// tensors are only valid during the callback (and may be bfloat16 or on a GPU).
@@ -48,38 +48,27 @@ HostTensor to_host_tensor(const at::Tensor& tensor) {
   return out;
 }
 
-/// Feeds every layer of every sequence of a batch into the state (chunk id = first_chunk + row), and in the
-/// first pass optionally into an HDF5 dump.
+/// Hands every layer of every sequence of a batch (chunk id = first_chunk + row) to the background
+/// accumulator, as host float32 copies: the capture tensors are only valid during the call.
 class AccumulatingSink : public model::CaptureSink {
  public:
-  AccumulatingSink(CalibrationState& state, Pass pass, io::Hdf5DumpWriter* dump)
-      : state_(state), pass_(pass), dump_(dump) {}
+  AccumulatingSink(CaptureAccumulator& accumulator, bool needs_queries)
+      : accumulator_(accumulator), needs_queries_(needs_queries) {}
   void set_first_chunk(int chunk_id) { first_chunk_ = chunk_id; }
 
   void on_layer(int layer, int sequence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) override {
-    const int chunk_id = first_chunk_ + sequence;
-    const HostTensor query = to_host_tensor(q), key = to_host_tensor(k), value = to_host_tensor(v);
-    if (dump_) dump_->append_chunk(layer, chunk_id, query, key, value, {std::int32_t(q.size(0))});
-    const calib::ChunkTensors chunk{layer, chunk_id, &query, &key, &value};
-    // Without it the Gram updates would leave OpenBLAS single-threaded for the forward's matmuls too
-    // (measured: capture overhead 87% instead of a few percent on Qwen3-0.6B geometry).
-    const linalg::BlasThreadsGuard blas_threads;
-    const int group_size = state_.geometry.group_size();
-    // Model activations are finite unless the model is broken, which should fail loudly rather than be skipped.
-    for (int h = 0; h < state_.geometry.num_kv_heads; ++h) {
-      calib::HeadStatistics& head = state_.head(layer, h);
-      if (pass_ == Pass::kFirst) {
-        calib::accumulate_first_pass(head, chunk, h, group_size, state_.mask, calib::NonfinitePolicy::kError);
-      } else {
-        calib::accumulate_second_pass(head, chunk, h, calib::NonfinitePolicy::kError);
-      }
-    }
+    CapturedChunk chunk;
+    chunk.layer = layer;
+    chunk.chunk_id = first_chunk_ + sequence;
+    if (needs_queries_) chunk.query = to_host_tensor(q);
+    chunk.key = to_host_tensor(k);
+    chunk.value = to_host_tensor(v);
+    accumulator_.push(std::move(chunk));
   }
 
  private:
-  CalibrationState& state_;
-  Pass pass_;
-  io::Hdf5DumpWriter* dump_;
+  CaptureAccumulator& accumulator_;
+  bool needs_queries_;
   int first_chunk_ = 1;
 };
 
@@ -225,8 +214,10 @@ calib::CalibrationState accumulate_model_statistics(model::Decoder& decoder, con
   };
 
   auto dump = open_dump(dump_path, config, decoder.options());
-  AccumulatingSink first(state, Pass::kFirst, dump.get());
+  CaptureAccumulator accumulator(state, dump.get(), kMaxPendingCaptureBytes);
+  AccumulatingSink first(accumulator, /*needs_queries=*/true);
   run_pass(decoder, sequences, batch_size, first, count);
+  accumulator.drain();
   if (dump) dump->finish();
   if (state.mask.weighted_value) {
     // The second pass needs K and V again. Re-running the forward costs one more forward but no memory, and
@@ -234,8 +225,10 @@ calib::CalibrationState accumulate_model_statistics(model::Decoder& decoder, con
     // exactly the activations of the first pass; keeping K/V instead would grow with tokens × layers × heads
     // (Qwen3-8B, 20k tokens: 2.9 GB in float32).
     fix_query_weights(state);
-    AccumulatingSink second(state, Pass::kSecond, nullptr);
+    accumulator.start_pass(CapturePass::kSecond);
+    AccumulatingSink second(accumulator, /*needs_queries=*/false);
     run_pass(decoder, sequences, batch_size, second, count);
+    accumulator.drain();
   }
   state.require_complete_dump();
   return state;

@@ -417,11 +417,26 @@ std::vector<double> Decoder::next_token_log_probs(const std::vector<int>& tokens
   return result;
 }
 
+namespace {
+
+/// Rows [0, filled) of one sequence's cache; an empty [0, Hkv, d] tensor before the first forward, when the
+/// cache is not allocated yet.
+at::Tensor cached_rows(const std::vector<at::Tensor>& cache, int layer, int sequence, int filled, const ModelConfig& c,
+                       at::ScalarType dtype, at::Device device) {
+  const at::Tensor& layer_cache = cache.at(static_cast<size_t>(layer));
+  if (!layer_cache.defined()) return at::empty({0, c.n_kv_heads, c.head_dim}, at::TensorOptions(dtype).device(device));
+  return layer_cache[sequence].narrow(0, 0, filled);
+}
+
+}  // namespace
+
 at::Tensor Decoder::cached_keys(int layer, int sequence) const {
-  return state_->k_cache.at(static_cast<size_t>(layer))[sequence].narrow(0, 0, position(sequence));
+  const State& s = *state_;
+  return cached_rows(s.k_cache, layer, sequence, position(sequence), s.config, s.dtype, s.device);
 }
 at::Tensor Decoder::cached_values(int layer, int sequence) const {
-  return state_->v_cache.at(static_cast<size_t>(layer))[sequence].narrow(0, 0, position(sequence));
+  const State& s = *state_;
+  return cached_rows(s.v_cache, layer, sequence, position(sequence), s.config, s.dtype, s.device);
 }
 
 }  // namespace oscar::model

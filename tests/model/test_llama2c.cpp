@@ -133,6 +133,12 @@ TEST(Llama2c, CaptureSeesEveryLayerAsCached) {
   }
 }
 
+TEST(Llama2c, EmptyCacheHasNoRows) {
+  const Decoder decoder = stories_decoder();
+  EXPECT_EQ(decoder.cached_keys(0).sizes(), at::IntArrayRef({0, 4, 8}));
+  EXPECT_EQ(decoder.cached_values(4).sizes(), at::IntArrayRef({0, 4, 8}));
+}
+
 TEST(Llama2c, IncrementalForwardMatchesPrefill) {
   // The KV cache path and the batched prefill must give the same last-token logits.
   const std::vector<int> prompt = tokenizer().encode("The cat sat on the mat", true, false);

@@ -24,8 +24,7 @@ const std::string kData = OSCAR_SHARED_DATA;
 const std::string kArc = kData + "/eval/arc_challenge_test.jsonl";
 const std::string kMmlu = kData + "/eval/mmlu";
 
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+using test::write_text_file;
 
 /// Runs `program` (argv[1] = its output path) and returns the JSON it wrote.
 nlohmann::json python_json(const test::TempDir& scratch, const std::string& program,
@@ -89,7 +88,7 @@ TEST(Mmlu, KnownFileFacts) {
 
 TEST(Mmlu, HeaderlessLettersAndReorderedColumns) {
   const test::TempDir scratch;
-  write_file(scratch / "orig.csv", "\"What, then?\",a,b,c,d,C\nSecond,e,f,g,h,A\n");
+  write_text_file(scratch / "orig.csv", "\"What, then?\",a,b,c,d,C\nSecond,e,f,g,h,A\n");
   const auto original = load_mmlu_csv(scratch / "orig.csv");
   ASSERT_EQ(original.size(), 2U);
   EXPECT_EQ(original[0].question, "What, then?");
@@ -97,7 +96,7 @@ TEST(Mmlu, HeaderlessLettersAndReorderedColumns) {
   EXPECT_EQ(original[1].answer, 0);
   EXPECT_EQ(original[1].id, "orig:1");
 
-  write_file(scratch / "reordered.csv", "answer,subject,question,choice0,choice1,choice2,choice3\n3,math,Q?,w,x,y,z\n");
+  write_text_file(scratch / "reordered.csv", "answer,subject,question,choice0,choice1,choice2,choice3\n3,math,Q?,w,x,y,z\n");
   const auto reordered = load_multiple_choice(scratch / "reordered.csv");
   ASSERT_EQ(reordered.size(), 1U);
   EXPECT_EQ(reordered[0].question, "Q?");
@@ -109,22 +108,22 @@ TEST(Mmlu, MalformedFilesNameFileAndLine) {
   const test::TempDir scratch;
   const std::string header = "question,choice0,choice1,choice2,choice3,answer\n";
   const std::string bad_answer = scratch / "bad_answer.csv";
-  write_file(bad_answer, header + "q1,a,b,c,d,0\n\"q2\nspans two lines\",a,b,c,d,7\n");
+  write_text_file(bad_answer, header + "q1,a,b,c,d,0\n\"q2\nspans two lines\",a,b,c,d,7\n");
   test::expect_input_error_with_prefix([&] { load_mmlu_csv(bad_answer); }, bad_answer + ": line 3: ", "\"7\"");
   const std::string letter_e = scratch / "letter_e.csv";
-  write_file(letter_e, "q,a,b,c,d,E\n");
+  write_text_file(letter_e, "q,a,b,c,d,E\n");
   test::expect_input_error_with_prefix([&] { load_mmlu_csv(letter_e); }, letter_e + ": line 1: ");
   const std::string short_row = scratch / "short.csv";
-  write_file(short_row, header + "q1,a,b,c,d,0\nq2,a,b,1\n");
+  write_text_file(short_row, header + "q1,a,b,c,d,0\nq2,a,b,1\n");
   test::expect_input_error_with_prefix([&] { load_mmlu_csv(short_row); }, short_row + ": line 3: ", "expected 6 fields, found 4");
   const std::string missing_column = scratch / "missing.csv";
-  write_file(missing_column, "question,choice0,choice1,choice2,answer\nq,a,b,c,0\n");
+  write_text_file(missing_column, "question,choice0,choice1,choice2,answer\nq,a,b,c,0\n");
   test::expect_input_error_with_prefix([&] { load_mmlu_csv(missing_column); }, missing_column + ": line 1: ", "choice3");
   const std::string header_only = scratch / "header_only.csv";
-  write_file(header_only, header);
+  write_text_file(header_only, header);
   test::expect_input_error_with_prefix([&] { load_mmlu_csv(header_only); }, header_only + ": no questions");
   const std::string unterminated = scratch / "unterminated.csv";
-  write_file(unterminated, header + "\"q,a,b,c,d,0\n");
+  write_text_file(unterminated, header + "\"q,a,b,c,d,0\n");
   test::expect_input_error_with_prefix([&] { load_multiple_choice(unterminated); }, unterminated + ": line 2: ");
   test::expect_input_error_with_prefix([&] { load_mmlu_csv(scratch / "absent.csv"); }, scratch / "absent.csv: ");
 }
@@ -181,7 +180,7 @@ TEST(Arc, ChoiceCountsAnswersAndFirstQuestion) {
 TEST(Arc, NumericLabelsAndMissingId) {
   const test::TempDir scratch;
   const std::string path = scratch / "numeric.jsonl";
-  write_file(path,
+  write_text_file(path,
              "\n{\"question\": \"Q\", \"options\": [{\"label\": \"1\", \"text\": \"a\"}, {\"label\": \"2\", "
              "\"text\": \"b\"}, {\"label\": \"3\", \"text\": \"c\"}], \"answer\": \"3\"}\r\n\n");
   const auto questions = load_arc_jsonl(path);
@@ -196,7 +195,7 @@ TEST(Arc, MalformedLinesNameFileAndLine) {
       R"({"question": "Q", "options": [{"label": "A", "text": "a"}, {"label": "B", "text": "b"}], "answer": "B"})";
   const auto check = [&](const std::string& name, const std::string& second_line, const std::string& also) {
     const std::string path = scratch / name;
-    write_file(path, good + "\n" + second_line + "\n");
+    write_text_file(path, good + "\n" + second_line + "\n");
     test::expect_input_error_with_prefix([&] { load_arc_jsonl(path); }, path + ": line 2: ", also);
   };
   check("invalid.jsonl", R"({"question": "Q", "options": [)", "invalid JSON");
@@ -301,7 +300,7 @@ json.dump(out, open(sys.argv[1], 'w'))
 TEST(Gpqa, SelectsColumnsByNameAndShufflesAsDocumented) {
   const test::TempDir scratch;
   const std::string path = scratch / "gpqa_main.csv";
-  write_file(path, gpqa_csv());
+  write_text_file(path, gpqa_csv());
   const nlohmann::json expected = python_json(scratch, kPythonGpqa, {path});
   const std::vector<MultipleChoiceQuestion> questions = load_gpqa_csv(path);
   ASSERT_EQ(questions.size(), 8U);
@@ -333,30 +332,30 @@ TEST(Gpqa, MalformedFilesNameFileAndLine) {
   std::vector<std::string> no_third = kGpqaHeader;
   no_third.erase(std::find(no_third.begin(), no_third.end(), "Incorrect Answer 3"));
   const std::string missing = scratch / "missing.csv";
-  write_file(missing, csv_line(no_third) + csv_line(std::vector<std::string>(no_third.size(), "x")));
+  write_text_file(missing, csv_line(no_third) + csv_line(std::vector<std::string>(no_third.size(), "x")));
   test::expect_input_error_with_prefix([&] { load_gpqa_csv(missing); }, missing + ": line 1: ", "\"Incorrect Answer 3\"");
 
   // Line 2-3 hold a two-line record, so the short row is on line 4.
   const std::string short_row = scratch / "short.csv";
-  write_file(short_row, csv_line(kGpqaHeader) + gpqa_row({"two\nlines", "a", "b", "c", "d"}, "r") + "x,y,z\n");
+  write_text_file(short_row, csv_line(kGpqaHeader) + gpqa_row({"two\nlines", "a", "b", "c", "d"}, "r") + "x,y,z\n");
   test::expect_input_error_with_prefix([&] { load_gpqa_csv(short_row); }, short_row + ": line 4: ", "expected 27 fields, found 3");
 
   const std::string empty_choice = scratch / "empty_choice.csv";
-  write_file(empty_choice, csv_line(kGpqaHeader) + gpqa_row({"Q", "a", "b", "  \n", "d"}, "r"));
+  write_text_file(empty_choice, csv_line(kGpqaHeader) + gpqa_row({"Q", "a", "b", "  \n", "d"}, "r"));
   test::expect_input_error_with_prefix([&] { load_gpqa_csv(empty_choice); }, empty_choice + ": line 2: ", "Incorrect Answer 2");
 
   const std::string header_only = scratch / "header_only.csv";
-  write_file(header_only, csv_line(kGpqaHeader));
+  write_text_file(header_only, csv_line(kGpqaHeader));
   test::expect_input_error_with_prefix([&] { load_multiple_choice(header_only); }, header_only + ": no questions");
 }
 
 TEST(MultipleChoiceFormat, RejectsOtherFiles) {
   const test::TempDir scratch;
   const std::string text = scratch / "notes.txt";
-  write_file(text, "hello\n");
+  write_text_file(text, "hello\n");
   test::expect_input_error_with_prefix([&] { detect_multiple_choice_format(text); }, text + ": ");
   const std::string prompts = scratch / "prompts.jsonl";
-  write_file(prompts, "{\"text\": \"hello\"}\n");
+  write_text_file(prompts, "{\"text\": \"hello\"}\n");
   test::expect_input_error_with_prefix([&] { load_multiple_choice(prompts); }, prompts + ": line 1: ", "options");
 }
 
@@ -408,7 +407,7 @@ TEST(SimpleEvals, ExtractionAgreesWithPythonRe) {
       "x Answer :C y Answer: D", "Answer\n:\nA", "answer: E answer: d answer: C", "Answer: AB", ""};
   const test::TempDir scratch;
   const std::string responses_path = scratch / "responses.json";
-  write_file(responses_path, nlohmann::json(responses).dump());
+  write_text_file(responses_path, nlohmann::json(responses).dump());
   const nlohmann::json python = python_json(scratch,
                                             "import json, re, sys\n"
                                             "responses = json.load(open(sys.argv[2]))\n"

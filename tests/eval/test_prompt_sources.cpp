@@ -20,7 +20,7 @@ const std::string kData = OSCAR_SHARED_DATA;
 const std::string kStories = kData + "/text/tinystories_sample.txt";
 const std::string kArc = kData + "/eval/arc_challenge_test.jsonl";
 
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+using test::write_text_file;
 
 
 TEST(TextPrompts, TinyStoriesSampleHasFiveDocuments) {
@@ -49,11 +49,11 @@ TEST(TextPrompts, TinyStoriesSampleHasFiveDocuments) {
 
 TEST(TextPrompts, WholeFileWithoutMarkersAndInlineMarkers) {
   const test::TempDir scratch;
-  write_file(scratch / "plain.md", "\n  Just one document,\nover two lines.\n\n");
+  write_text_file(scratch / "plain.md", "\n  Just one document,\nover two lines.\n\n");
   const auto plain = load_prompts(scratch / "plain.md");
   ASSERT_EQ(plain.size(), 1U);
   EXPECT_EQ(plain[0].text, "Just one document,\nover two lines.");
-  write_file(scratch / "inline.txt", "first<|endoftext|>second<|endoftext|>\n<|endoftext|>  \nthird");
+  write_text_file(scratch / "inline.txt", "first<|endoftext|>second<|endoftext|>\n<|endoftext|>  \nthird");
   const auto inline_docs = load_prompts(scratch / "inline.txt");
   ASSERT_EQ(inline_docs.size(), 3U);
   EXPECT_EQ(inline_docs[1].text, "second");
@@ -64,7 +64,7 @@ TEST(TextPrompts, WholeFileWithoutMarkersAndInlineMarkers) {
 TEST(JsonlPrompts, TextAndMessagesLines) {
   const test::TempDir scratch;
   const std::string path = scratch / "mixed.jsonl";
-  write_file(path,
+  write_text_file(path,
              "{\"text\": \"raw \\\"quoted\\\"\\nline\", \"meta\": 1}\n"
              "\n"
              "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
@@ -89,7 +89,7 @@ TEST(JsonlPrompts, MalformedLinesNameFileAndLine) {
   const std::string good = R"({"text": "fine"})";
   const auto check = [&](const std::string& name, const std::string& third_line, const std::string& also) {
     const std::string path = scratch / name;
-    write_file(path, good + "\n" + good + "\n" + third_line + "\n");
+    write_text_file(path, good + "\n" + good + "\n" + third_line + "\n");
     test::expect_input_error_with_prefix([&] { load_prompts(path); }, path + ": line 3: ", also);
   };
   check("invalid.jsonl", R"({"text": "unterminated)", "invalid JSON");
@@ -102,7 +102,7 @@ TEST(JsonlPrompts, MalformedLinesNameFileAndLine) {
   check("no_role.jsonl", R"({"messages": [{"content": "b"}]})", "\"role\"");
   check("content_null.jsonl", R"({"messages": [{"role": "user", "content": null}]})", "\"content\"");
   const std::string unknown = scratch / "unknown.jsonl";
-  write_file(unknown, "\n{\"prompt\": \"a\"}\n");
+  write_text_file(unknown, "\n{\"prompt\": \"a\"}\n");
   test::expect_input_error_with_prefix([&] { detect_data_kind(unknown); }, unknown + ": line 2: ");
 }
 
@@ -138,9 +138,9 @@ TEST(MultipleChoicePrompts, MmluCsvFile) {
 
 TEST(Prompts, EmptyAndMissingFiles) {
   const test::TempDir scratch;
-  write_file(scratch / "empty.txt", " \n<|endoftext|>\n");
+  write_text_file(scratch / "empty.txt", " \n<|endoftext|>\n");
   test::expect_input_error_with_prefix([&] { load_prompts(scratch / "empty.txt"); }, scratch / "empty.txt: no prompts");
-  write_file(scratch / "empty.jsonl", "\n\n");
+  write_text_file(scratch / "empty.jsonl", "\n\n");
   test::expect_input_error_with_prefix([&] { load_prompts(scratch / "empty.jsonl"); }, scratch / "empty.jsonl: no prompts");
   test::expect_input_error_with_prefix([&] { load_prompts(scratch / "absent.txt"); }, scratch / "absent.txt: ");
   test::expect_input_error_with_prefix([&] { load_prompts(scratch / "absent.jsonl"); }, scratch / "absent.jsonl: ");

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -164,6 +165,32 @@ std::vector<MultipleChoiceQuestion> mmlu_from_text(const std::string& text, cons
   return questions;
 }
 
+// --- JSONL (ARC, generic) --------------------------------------------------------------------------------------
+
+/// object["question"], which must be a string with more than whitespace.
+std::string json_question(const nlohmann::json& object, const std::string& where) {
+  std::string question = required_json_string(object, "question", where);
+  if (is_blank(question)) throw InputError(where + "empty \"question\"");
+  return question;
+}
+
+/// Throws unless `count` choices can be shown, one letter each. `noun`: what the file calls them.
+void check_choice_count(size_t count, const char* noun, const std::string& where) {
+  if (count < 2 || count > static_cast<size_t>(kMaxChoices))
+    throw InputError(where + std::to_string(count) + " " + noun + ", expected 2-" + std::to_string(kMaxChoices));
+}
+
+std::string default_id(const std::string& path, size_t index) { return file_stem(path) + ":" + std::to_string(index); }
+
+std::vector<MultipleChoiceQuestion> questions_per_line(
+    const std::string& text, const std::string& path,
+    const std::function<MultipleChoiceQuestion(const TextLine&, size_t, const std::string&)>& parse_line) {
+  std::vector<MultipleChoiceQuestion> questions;
+  for (const TextLine& line : non_blank_lines(text)) questions.push_back(parse_line(line, questions.size(), path));
+  if (questions.empty()) throw InputError(path + ": no questions");
+  return questions;
+}
+
 // --- ARC -------------------------------------------------------------------------------------------------------
 
 /// Fills the choices and returns the labels, in order.
@@ -171,9 +198,7 @@ std::vector<std::string> arc_options(const nlohmann::json& object, MultipleChoic
                                      const std::string& where) {
   const auto options = object.find("options");
   if (options == object.end() || !options->is_array()) throw InputError(where + "no \"options\" array");
-  if (options->size() < 2 || options->size() > static_cast<size_t>(kMaxChoices))
-    throw InputError(where + std::to_string(options->size()) + " options, expected 2-" +
-                     std::to_string(kMaxChoices));
+  check_choice_count(options->size(), "options", where);
   std::vector<std::string> labels;
   for (const nlohmann::json& option : *options) {
     if (!option.is_object()) throw InputError(where + "an option is not an object");
@@ -187,24 +212,96 @@ MultipleChoiceQuestion arc_question(const TextLine& line, size_t index, const st
   const std::string where = line_prefix(path, line.number);
   const nlohmann::json object = parse_jsonl_object(line, path);
   MultipleChoiceQuestion question;
-  question.question = required_json_string(object, "question", where);
-  if (is_blank(question.question)) throw InputError(where + "empty \"question\"");
+  question.question = json_question(object, where);
   const std::vector<std::string> labels = arc_options(object, question, where);
   const std::string answer = required_json_string(object, "answer", where);
   const auto label = std::find(labels.begin(), labels.end(), answer);
   if (label == labels.end()) throw InputError(where + "answer \"" + answer + "\" is none of the option labels");
   question.answer = static_cast<int>(label - labels.begin());
   const auto id = object.find("id");
-  question.id = id != object.end() && id->is_string() ? id->get<std::string>()
-                                                     : file_stem(path) + ":" + std::to_string(index);
+  question.id = id != object.end() && id->is_string() ? id->get<std::string>() : default_id(path, index);
   return question;
 }
 
-std::vector<MultipleChoiceQuestion> arc_from_text(const std::string& text, const std::string& path) {
-  std::vector<MultipleChoiceQuestion> questions;
-  for (const TextLine& line : non_blank_lines(text)) questions.push_back(arc_question(line, questions.size(), path));
-  if (questions.empty()) throw InputError(path + ": no questions");
-  return questions;
+// --- generic JSONL ---------------------------------------------------------------------------------------------
+
+std::vector<std::string> generic_choices(const nlohmann::json& object, const std::string& where) {
+  const auto choices = object.find("choices");
+  if (choices == object.end() || !choices->is_array()) throw InputError(where + "no \"choices\" array");
+  check_choice_count(choices->size(), "choices", where);
+  std::vector<std::string> texts;
+  for (const nlohmann::json& choice : *choices) {
+    if (!choice.is_string())
+      throw InputError(where + "choice " + std::to_string(texts.size()) + " is not a string (" + choice.type_name() +
+                       ")");
+    texts.push_back(choice.get<std::string>());
+  }
+  return texts;
+}
+
+/// The index of the choice whose text is `answer`, -1 when none is; throws when several are.
+int choice_with_text(const std::vector<std::string>& choices, const std::string& answer, const std::string& where) {
+  const auto first = std::find(choices.begin(), choices.end(), answer);
+  if (first == choices.end()) return -1;
+  if (std::find(first + 1, choices.end(), answer) != choices.end())
+    throw InputError(where + "answer \"" + answer + "\" is the text of more than one choice");
+  return static_cast<int>(first - choices.begin());
+}
+
+/// The "answer" value as a choice index (the rules are in the header).
+int generic_answer(const nlohmann::json& object, const std::vector<std::string>& choices, const std::string& where) {
+  const auto answer = object.find("answer");
+  if (answer == object.end()) throw InputError(where + "no \"answer\"");
+  const auto count = static_cast<int64_t>(choices.size());
+  const std::string range = "0-" + std::to_string(count - 1);
+  if (answer->is_number_integer()) {
+    // An unsigned value beyond int64 is out of range too (get<int64_t> would wrap it).
+    const bool huge = answer->is_number_unsigned() && answer->get<uint64_t>() > uint64_t{INT64_MAX};
+    const int64_t index = huge ? -1 : answer->get<int64_t>();
+    if (index < 0 || index >= count)
+      throw InputError(where + "answer " + answer->dump() + " is out of range " + range);
+    return static_cast<int>(index);
+  }
+  if (!answer->is_string())
+    throw InputError(where + "\"answer\" is not an integer or a string (" + answer->type_name() + ")");
+  const std::string text = answer->get<std::string>();
+  const int by_text = choice_with_text(choices, text, where);
+  if (text.size() == 1 && text[0] >= 'A' && text[0] <= 'Z') {
+    const int by_letter = text[0] - 'A';
+    if (by_letter < count) {
+      if (by_text >= 0 && by_text != by_letter)
+        throw InputError(where + "answer \"" + text + "\" is ambiguous: letter " + text + " is choice " +
+                         std::to_string(by_letter) + " but choice " + std::to_string(by_text) +
+                         " has that text (give the index instead)");
+      return by_letter;
+    }
+    if (by_text < 0)
+      throw InputError(where + "answer \"" + text + "\" is out of range A-" +
+                       std::string(1, answer_letter(static_cast<int>(count - 1))) + " and matches no choice");
+  }
+  if (by_text < 0) throw InputError(where + "answer \"" + text + "\" matches no choice");
+  return by_text;
+}
+
+/// The "id" value as text; "" when absent or null.
+std::string generic_id(const nlohmann::json& object, const std::string& where) {
+  const auto id = object.find("id");
+  if (id == object.end() || id->is_null()) return "";
+  if (id->is_string()) return id->get<std::string>();
+  if (id->is_number()) return id->dump();
+  throw InputError(where + "\"id\" is not a string or a number (" + id->type_name() + ")");
+}
+
+MultipleChoiceQuestion generic_question(const TextLine& line, size_t index, const std::string& path) {
+  const std::string where = line_prefix(path, line.number);
+  const nlohmann::json object = parse_jsonl_object(line, path);
+  MultipleChoiceQuestion question;
+  question.question = json_question(object, where);
+  question.choices = generic_choices(object, where);
+  question.answer = generic_answer(object, question.choices, where);
+  const std::string id = generic_id(object, where);
+  question.id = id.empty() ? default_id(path, index) : id;
+  return question;
 }
 
 // --- format detection ------------------------------------------------------------------------------------------
@@ -214,17 +311,18 @@ MultipleChoiceFormat detect_format(const std::string& text, const std::string& p
   if (extension == ".jsonl") {
     const std::vector<TextLine> lines = non_blank_lines(text);
     if (lines.empty()) throw InputError(path + ": no questions");
-    if (!parse_jsonl_object(lines.front(), path).contains("options"))
-      throw InputError(line_prefix(path, lines.front().number) +
-                       "not a multiple-choice question (no \"options\"; ARC JSONL expected)");
-    return MultipleChoiceFormat::kArcJsonl;
+    const nlohmann::json first = parse_jsonl_object(lines.front(), path);
+    if (first.contains("options")) return MultipleChoiceFormat::kArcJsonl;
+    if (first.contains("choices")) return MultipleChoiceFormat::kGenericJsonl;
+    throw InputError(line_prefix(path, lines.front().number) +
+                     "not a multiple-choice question (no \"options\" for ARC or \"choices\" for generic JSONL)");
   }
   if (extension == ".csv") {
     const std::vector<CsvRecord> records = parse_csv_records(text, path);
     const bool gpqa = !records.empty() && find_column(records.front(), "Correct Answer") != std::string::npos;
     return gpqa ? MultipleChoiceFormat::kGpqaCsv : MultipleChoiceFormat::kMmluCsv;
   }
-  throw InputError(path + ": not a multiple-choice file (expected .csv for GPQA/MMLU or .jsonl for ARC)");
+  throw InputError(path + ": not a multiple-choice file (expected .csv for GPQA/MMLU or .jsonl for ARC/generic)");
 }
 
 std::vector<MultipleChoiceQuestion> load_text(MultipleChoiceFormat format, const std::string& text,
@@ -232,7 +330,8 @@ std::vector<MultipleChoiceQuestion> load_text(MultipleChoiceFormat format, const
   switch (format) {
     case MultipleChoiceFormat::kGpqaCsv: return gpqa_from_text(text, path);
     case MultipleChoiceFormat::kMmluCsv: return mmlu_from_text(text, path);
-    case MultipleChoiceFormat::kArcJsonl: return arc_from_text(text, path);
+    case MultipleChoiceFormat::kArcJsonl: return questions_per_line(text, path, arc_question);
+    case MultipleChoiceFormat::kGenericJsonl: return questions_per_line(text, path, generic_question);
   }
   throw InputError(path + ": unknown multiple-choice format");
 }
@@ -249,6 +348,10 @@ std::vector<MultipleChoiceQuestion> load_mmlu_csv(const std::string& path) {
 
 std::vector<MultipleChoiceQuestion> load_arc_jsonl(const std::string& path) {
   return load_text(MultipleChoiceFormat::kArcJsonl, read_text_file(path), path);
+}
+
+std::vector<MultipleChoiceQuestion> load_generic_jsonl(const std::string& path) {
+  return load_text(MultipleChoiceFormat::kGenericJsonl, read_text_file(path), path);
 }
 
 MultipleChoiceFormat detect_multiple_choice_format(const std::string& path) {

@@ -1,5 +1,5 @@
 // Multiple-choice evaluation sets and the simple-evals prompt they are asked with: GPQA CSV, MMLU CSV, ARC
-// JSONL. Plain C++.
+// JSONL, generic JSONL. Plain C++.
 #pragma once
 
 #include <string>
@@ -14,7 +14,7 @@ struct MultipleChoiceQuestion {
   int answer = 0;                    ///< index of the correct choice
 };
 
-enum class MultipleChoiceFormat { kGpqaCsv, kMmluCsv, kArcJsonl };
+enum class MultipleChoiceFormat { kGpqaCsv, kMmluCsv, kArcJsonl, kGenericJsonl };
 
 /// GPQA CSV (the released gpqa_*.csv): columns are selected by name from the header row - "Question",
 /// "Correct Answer", "Incorrect Answer 1".."3"; the others ("Pre-Revision Question", ...) are ignored, and
@@ -37,11 +37,25 @@ std::vector<MultipleChoiceQuestion> load_mmlu_csv(const std::string& path);
 /// ARC JSONL: {"question": str, "options": [{"label": "A", "text": str}, ...], "answer": "A"} per line (2-26
 /// options; the answer is matched against the labels, which may also be "1".."5"; "id" is used when present).
 std::vector<MultipleChoiceQuestion> load_arc_jsonl(const std::string& path);
+/// Generic JSONL: {"question": str, "choices": [str, ...], "answer": ...} per non-blank line, 2-26 choices,
+/// kept in the file's order (not shuffled) and as written (not trimmed); other keys are ignored. "answer" is
+///   - an integer: the 0-based choice index (0 to count - 1);
+///   - a one-character string "A".."Z" (upper case only): the choice with that letter, which must be among the
+///     choices - unless it is not (e.g. "Z" of 3) and is the text of a choice, which is then the answer;
+///   - any other string: the text of exactly one choice (compared byte for byte).
+/// A letter that is in range while another choice's text is that same letter (choices ["B", "A"], answer
+/// "A") is ambiguous and rejected, as is a text answer that several choices share; give the index instead.
+/// "id", a string or a number (written as JSON writes it: 7, 1.5), is used when present and not null or "";
+/// otherwise "<file stem>:<index>". Beyond the errors below, a line throws for a missing, non-string or blank
+/// "question", a missing or non-array "choices", a choice that is not a string, too few or too many choices,
+/// and an "answer" that is missing, of another type, out of range or matches no choice.
+std::vector<MultipleChoiceQuestion> load_generic_jsonl(const std::string& path);
 
-/// By content: .jsonl with "options" -> ARC; .csv with a "Correct Answer" column -> GPQA; other .csv -> MMLU.
+/// By content: .jsonl whose first non-blank line has "options" -> ARC, else has "choices" -> generic (a line
+/// with both is ARC); .csv with a "Correct Answer" column -> GPQA; other .csv -> MMLU.
 /// Throws oscar::InputError naming the file when it is none of them. The loaders throw
 /// oscar::InputError("<path>: line N: <problem>") for a missing column, a row of the wrong width, a bad answer,
-/// a line that is not JSON, and ("<path>: no questions") for a file without any.
+/// a line that is not JSON or not an object, and ("<path>: no questions") for a file without any.
 MultipleChoiceFormat detect_multiple_choice_format(const std::string& path);
 std::vector<MultipleChoiceQuestion> load_multiple_choice(const std::string& path);
 

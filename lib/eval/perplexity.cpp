@@ -14,7 +14,8 @@ namespace {
 
 constexpr const char* kDocumentSeparator = "<|endoftext|>";
 
-/// Token ids of every non-empty document of the text (BOS first when the tokenizer uses one).
+}  // namespace
+
 std::vector<std::vector<int>> tokenize_documents(const model::Tokenizer& tokenizer, const std::string& text) {
   std::vector<std::vector<int>> documents;
   std::size_t begin = 0;
@@ -30,6 +31,8 @@ std::vector<std::vector<int>> tokenize_documents(const model::Tokenizer& tokeniz
   }
   return documents;
 }
+
+namespace {
 
 /// Strided scoring of one token sequence into `result`.
 void score_sequence(model::Decoder& decoder, const std::vector<int>& ids, std::size_t window, std::size_t step,

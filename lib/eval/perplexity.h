@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "model/decoder.h"
 #include "model/tokenizer.h"
@@ -22,6 +23,10 @@ struct PerplexityResult {
   double mean_nll() const { return tokens_scored > 0 ? total_nll / double(tokens_scored) : 0.0; }
   double perplexity() const;
 };
+
+/// Token ids of every non-empty document of the text (split at "<|endoftext|>", each tokenized on its own,
+/// BOS first when the tokenizer uses one); the whole text is one document when it has no marker.
+std::vector<std::vector<int>> tokenize_documents(const model::Tokenizer& tokenizer, const std::string& text);
 
 /// Scores at most max_tokens tokens of the text (0: all); stride 0 means seq_len / 2. `on_window(done, total)` reports progress in tokens.
 /// Throws oscar::InputError when the text has fewer than two tokens.

@@ -23,10 +23,11 @@ DataKind jsonl_kind(const std::string& text, const std::string& path) {
   const std::vector<TextLine> lines = non_blank_lines(text);
   if (lines.empty()) throw InputError(path + ": no prompts");
   const nlohmann::json first = parse_jsonl_object(lines.front(), path);
-  if (first.contains("options")) return DataKind::kMultipleChoice;
+  // "options" (ARC) or "choices" (generic): the multiple-choice loader tells them apart.
+  if (first.contains("options") || first.contains("choices")) return DataKind::kMultipleChoice;
   if (first.contains("text") || first.contains("messages")) return DataKind::kJsonl;
   throw InputError(line_prefix(path, lines.front().number) +
-                   "expected \"text\", \"messages\" or (multiple choice) \"options\"");
+                   "expected \"text\", \"messages\" or (multiple choice) \"options\" or \"choices\"");
 }
 
 DataKind data_kind(const std::string& path, const std::string* text) {

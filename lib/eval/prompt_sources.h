@@ -18,7 +18,7 @@ struct Prompt {
   std::string text;                          ///< when !chat: raw text (cut into --seq-len windows later)
 };
 
-/// .txt (and anything else) -> text; .jsonl with "text"/"messages" -> JSONL; .jsonl with "options" (ARC) and
+/// .txt (and anything else) -> text; .jsonl with "text"/"messages" -> JSONL; .jsonl with "options" (ARC) or "choices" (generic) and
 /// .csv (GPQA, MMLU) -> multiple choice. A .jsonl file is judged by its first non-blank line; one that is not
 /// a JSON object with any of those keys throws oscar::InputError("<path>: line N: ...").
 DataKind detect_data_kind(const std::string& path);

@@ -146,6 +146,7 @@ struct Decoder::State {
   std::vector<at::Tensor> k_cache, v_cache;   // per layer [B, capacity, Hkv, d]
   std::vector<int> positions;                 // per sequence
   int64_t capacity = 0;
+  KvAttention* kv_attention = nullptr;        // external cache and attention, or nullptr
 
   void load(const ModelWeights& weights);
   void ensure_rope(int64_t positions_needed);
@@ -155,6 +156,7 @@ struct Decoder::State {
                        const std::vector<int64_t>& lengths, CaptureSink* sink);
   at::Tensor attend(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                     const at::Tensor& first_position) const;
+  at::Tensor attend_external(int layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const;
   at::Tensor feed_forward(int layer, const at::Tensor& x) const;
   at::Tensor logits(const at::Tensor& hidden) const;
 };
@@ -255,6 +257,8 @@ at::Tensor Decoder::State::attention(int layer, const at::Tensor& x, const at::T
     v_cache[static_cast<size_t>(layer)][b].narrow(0, start, n).copy_(row_v);
   }
 
+  if (kv_attention) return at::linear(attend_external(layer, q, k, v), w.wo);
+
   const at::Tensor keys = k_cache[static_cast<size_t>(layer)].narrow(1, 0, slots).permute({0, 2, 3, 1});    // [B,Hkv,d,S]
   const at::Tensor values = v_cache[static_cast<size_t>(layer)].narrow(1, 0, slots).permute({0, 2, 1, 3});  // [B,Hkv,S,d]
   const std::vector<int64_t> row_start(positions.begin(), positions.end());
@@ -285,6 +289,18 @@ at::Tensor Decoder::State::attend(const at::Tensor& q, const at::Tensor& keys, c
   scores = scores.masked_fill(future.to(device).view({B, 1, 1, n, slots}), -std::numeric_limits<double>::infinity());
   const at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype).view({B, Hkv, g * n, slots});
   return at::matmul(probs, values).view({B, Hkv, g, n, d}).permute({0, 3, 1, 2, 4}).reshape({B, n, config.q_dim()});
+}
+
+/// Attention of the single sequence's new tokens q [1, T, Hq, d], k and v [1, T, Hkv, d] through the external
+/// cache, on float32 host copies. Returns [1, T, Hq·d] in the model's dtype and device.
+at::Tensor Decoder::State::attend_external(int layer, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const {
+  const int64_t T = q.size(1);
+  auto host = [](const at::Tensor& x) { return x[0].to(at::kFloat).cpu().contiguous(); };
+  const at::Tensor q_host = host(q), k_host = host(k), v_host = host(v);
+  at::Tensor out = at::empty({1, T, config.q_dim()}, at::kFloat);
+  kv_attention->attend(layer, positions.front(), static_cast<int>(T), q_host.data_ptr<float>(), k_host.data_ptr<float>(),
+                       v_host.data_ptr<float>(), out.data_ptr<float>());
+  return out.to(at::TensorOptions(dtype).device(device));
 }
 
 /// SwiGLU: down(silu(gate h) * up h).
@@ -321,6 +337,7 @@ at::Tensor Decoder::State::run_layers(const std::vector<std::vector<int>>& token
     slots = std::max(slots, start + n);
   }
   if (T == 0) throw std::invalid_argument("Decoder: no tokens");
+  if (kv_attention && B != 1) throw std::invalid_argument("Decoder: external KV attention needs a batch of one");
   for (int64_t b = 0; b < B; ++b) highest_position = std::max<int64_t>(highest_position, positions[static_cast<size_t>(b)] + T);
   ensure_capacity(slots);
   ensure_rope(highest_position);  // padding positions too: they are computed, then ignored
@@ -416,6 +433,22 @@ std::vector<double> Decoder::next_token_log_probs(const std::vector<int>& tokens
   }
   return result;
 }
+
+void Decoder::next_token_distributions(const std::vector<int>& tokens,
+                                       const std::function<void(int, int, const float*)>& on_block) {
+  State& s = *state_;
+  c10::InferenceMode inference;
+  reset(1);
+  const at::Tensor hidden = s.run_layers({tokens}, nullptr)[0];  // [T, dim]
+  const int64_t positions = static_cast<int64_t>(tokens.size());
+  for (int64_t first = 0; first < positions; first += kScoringBlock) {
+    const int64_t n = std::min(kScoringBlock, positions - first);
+    const at::Tensor log_probs = at::log_softmax(s.logits(hidden.narrow(0, first, n)), -1).cpu().contiguous();
+    on_block(static_cast<int>(first), static_cast<int>(n), log_probs.data_ptr<float>());
+  }
+}
+
+void Decoder::set_kv_attention(KvAttention* attention) { state_->kv_attention = attention; }
 
 namespace {
 

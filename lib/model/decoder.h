@@ -7,12 +7,14 @@
 // headers are confined to decoder.cpp.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "model/capture.h"
+#include "model/kv_attention.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
@@ -57,6 +59,18 @@ class Decoder {
   /// Teacher-forced scoring from an empty cache: log p(tokens[t+1] | tokens[0..t]) for t = 0..T-2, natural
   /// log, computed in float32 and returned as double. Resets the cache to one sequence.
   std::vector<double> next_token_log_probs(const std::vector<int>& tokens);
+
+  /// Teacher-forced distributions from an empty cache: on_block(first, n, log_probs) receives the natural-log
+  /// next-token distributions [n, vocab] (float32, row-major) of positions first .. first+n−1, in order,
+  /// for every position of `tokens` (position t predicts tokens[t+1]; the last one predicts what follows).
+  /// Resets the cache to one sequence.
+  void next_token_distributions(const std::vector<int>& tokens,
+                                const std::function<void(int first, int n, const float* log_probs)>& on_block);
+
+  /// Routes attention through `attention` (nullptr: the decoder's own cache and attention) for the following
+  /// calls; needs a batch of one. The decoder still fills its own cache, so position() and cached_keys()
+  /// keep working. Not owned; it must outlive its use.
+  void set_kv_attention(KvAttention* attention);
 
   /// The cached keys/values of one layer and sequence for positions [0, position(b)): [position, Hkv, d]
   /// views in the model's dtype and device.

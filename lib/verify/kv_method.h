@@ -1,0 +1,51 @@
+// The KV-cache methods oscar-verify compares, all at the same windows and group size (reference doc §6, §9):
+//
+//   fp        no quantization: the decoder's own cache (the baseline every other method is measured against)
+//   naive     INT2 without rotation (per-token asymmetric min/max, the OSCAR storage format)
+//   hadamard  INT2 after the data-free normalised Hadamard rotation H (QuaRot-like)
+//   oscar     INT2 after the calibrated rotations given with --rotations (.pt pair or rotation GGUF)
+//
+// A method is a name and, for the INT2 ones, one key and one value rotation per layer.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/model_config.h"
+#include "runtime/rotation.h"
+
+namespace oscar::verify {
+
+/// Per-layer rotations for keys and values, and where they came from.
+struct LayerRotations {
+  std::vector<runtime::Rotation> key;    ///< [n_layers]
+  std::vector<runtime::Rotation> value;  ///< [n_layers]
+  std::vector<std::string> files;        ///< the files read (empty for built-in rotations)
+  std::string key_objective, value_objective;
+};
+
+struct KvMethod {
+  std::string name;
+  bool full_precision = false;  ///< true: the decoder's own cache, no INT2 anywhere
+  LayerRotations rotations;     ///< INT2 methods only
+};
+
+/// "fp", "naive", "hadamard", "oscar", in the order reports list them.
+const std::vector<std::string>& known_methods();
+
+/// A comma-separated list ("fp,naive,oscar") in the order given. Throws oscar::UsageError for an unknown or
+/// repeated name or an empty list.
+std::vector<std::string> parse_method_list(const std::string& list);
+
+/// Rotations from a RotationZoo directory (exactly one k_rotation_*.pt and one v_rotation_*.pt) or a rotation
+/// GGUF (blk.{i}.attn_k_rot.weight / attn_v_rot.weight, F32, each the rotation transposed: reference §7).
+/// Every layer of the model must be present with the model's head_dim (per-KV-head sets: its KV head count).
+/// Throws oscar::InputError naming the file and the problem (missing layer, wrong size, not orthogonal to
+/// within 1e-3).
+LayerRotations load_rotations(const std::string& path, const model::ModelConfig& config);
+
+/// The methods of `names` for this model; `oscar` needs `calibrated` (UsageError when it is null).
+std::vector<KvMethod> make_methods(const std::vector<std::string>& names, const model::ModelConfig& config,
+                                   const LayerRotations* calibrated);
+
+}  // namespace oscar::verify

@@ -1,0 +1,66 @@
+#include "verify/method_scorer.h"
+
+#include <algorithm>
+
+#include "runtime/bits_per_element.h"
+#include "runtime/teacher_forced.h"
+
+namespace oscar::verify {
+namespace {
+
+/// Installs an attention on the decoder for the lifetime of the guard (nullptr: the decoder's own).
+class AttentionGuard {
+ public:
+  AttentionGuard(model::Decoder& decoder, model::KvAttention* attention) : decoder_(decoder) {
+    decoder_.set_kv_attention(attention);
+  }
+  ~AttentionGuard() { decoder_.set_kv_attention(nullptr); }
+  AttentionGuard(const AttentionGuard&) = delete;
+  AttentionGuard& operator=(const AttentionGuard&) = delete;
+
+ private:
+  model::Decoder& decoder_;
+};
+
+}  // namespace
+
+MethodScorer::MethodScorer(model::Decoder& decoder, const KvMethod& method, const runtime::MixedCacheConfig& cache)
+    : decoder_(decoder), method_(method), cache_(cache) {}
+
+std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int prefill_tokens) {
+  const int vocab = decoder_.config().vocab_size;
+  std::vector<float> result(tokens.size() * static_cast<size_t>(vocab));
+  auto keep = [&](int first, int n, const float* block) {
+    std::copy(block, block + static_cast<size_t>(n) * vocab, result.begin() + static_cast<std::ptrdiff_t>(first) * vocab);
+  };
+  if (method_.full_precision) {
+    AttentionGuard guard(decoder_, nullptr);
+    decoder_.next_token_distributions(tokens, keep);
+    return result;
+  }
+  TeacherForcedKvAttention attention(cache_, method_.rotations, decoder_.config().n_heads);
+  attention.set_prefill_tokens(prefill_tokens);
+  AttentionGuard guard(decoder_, &attention);
+  decoder_.next_token_distributions(tokens, keep);
+  return result;
+}
+
+std::vector<int> MethodScorer::generate(const std::vector<int>& prompt, const model::GenerationOptions& options) {
+  if (method_.full_precision) {
+    AttentionGuard guard(decoder_, nullptr);
+    return model::generate(decoder_, {prompt}, options).front();
+  }
+  ServingKvAttention attention(cache_, method_.rotations, decoder_.config().n_heads);
+  AttentionGuard guard(decoder_, &attention);
+  return model::generate(decoder_, {prompt}, options).front();
+}
+
+double MethodScorer::stored_bits(std::int64_t tokens) const {
+  if (method_.full_precision) return static_cast<double>(kServingFullPrecisionBits) * static_cast<double>(tokens);
+  const std::int64_t demoted = runtime::demoted_tokens(cache_, static_cast<int>(tokens));
+  // Keys and values may differ in format; a KV element is either, so average the two.
+  const double int2_bits = 0.5 * (runtime::int2_bits_per_element(cache_.key_int2) + runtime::int2_bits_per_element(cache_.value_int2));
+  return static_cast<double>(kServingFullPrecisionBits) * static_cast<double>(tokens - demoted) + int2_bits * static_cast<double>(demoted);
+}
+
+}  // namespace oscar::verify

@@ -1,0 +1,47 @@
+// One KV method on one decoder: teacher-forced next-token distributions and generation, with the cache the
+// method stores (the decoder's own for fp, the runtime's mixed INT2 cache for the others), plus the storage
+// cost of a sequence under the method.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/decoder.h"
+#include "model/generation.h"
+#include "runtime/mixed_cache.h"
+#include "verify/int2_kv_attention.h"
+#include "verify/kv_method.h"
+
+namespace oscar::verify {
+
+/// Serving stores sink and recent rows in 16 bits; effective bits count them so even when the evaluation keeps
+/// them in float32 to isolate the INT2 error.
+inline constexpr int kServingFullPrecisionBits = 16;
+
+class MethodScorer {
+ public:
+  /// The decoder, method and config must outlive the scorer. The decoder is shared between scorers: each
+  /// call installs (or removes) its own attention.
+  MethodScorer(model::Decoder& decoder, const KvMethod& method, const runtime::MixedCacheConfig& cache);
+
+  const KvMethod& method() const { return method_; }
+  const model::ModelConfig& decoder_config() const { return decoder_.config(); }
+
+  /// Natural-log next-token distributions [T, vocab] of every position, teacher-forced from an empty cache;
+  /// positions before `prefill_tokens` form the prefill chunk, later ones are decode steps.
+  std::vector<float> log_probs(const std::vector<int>& tokens, int prefill_tokens);
+
+  /// Generation after `prompt` (prefill, then one decode step per token through the method's cache).
+  std::vector<int> generate(const std::vector<int>& prompt, const model::GenerationOptions& options);
+
+  /// Bits the method stores for a sequence of `tokens` tokens (per KV element, summed over tokens): 16 per
+  /// token for fp; for INT2 methods 16 for the sink and window tokens, the INT2 format's bits for demoted ones.
+  double stored_bits(std::int64_t tokens) const;
+
+ private:
+  model::Decoder& decoder_;
+  const KvMethod& method_;
+  runtime::MixedCacheConfig cache_;
+};
+
+}  // namespace oscar::verify

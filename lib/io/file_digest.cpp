@@ -14,20 +14,20 @@ namespace oscar::io {
 
 namespace fs = std::filesystem;
 
-std::string sha256_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw InputError(path + ": cannot open for hashing");
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+namespace {
+
+using DigestContext = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+DigestContext new_sha256() {
+  DigestContext context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr);
-  std::vector<char> buffer(1 << 20);
-  while (file) {
-    file.read(buffer.data(), std::streamsize(buffer.size()));
-    EVP_DigestUpdate(context.get(), buffer.data(), std::size_t(file.gcount()));
-  }
-  if (file.bad()) throw InputError(path + ": read error while hashing");
+  return context;
+}
+
+std::string finish_hex(EVP_MD_CTX* context) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_DigestFinal_ex(context.get(), digest, &length);
+  EVP_DigestFinal_ex(context, digest, &length);
   static const char* hex = "0123456789abcdef";
   std::string text;
   for (unsigned int i = 0; i < length; ++i) {
@@ -35,6 +35,27 @@ std::string sha256_file(const std::string& path) {
     text += hex[digest[i] & 15];
   }
   return text;
+}
+
+}  // namespace
+
+std::string sha256_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw InputError(path + ": cannot open for hashing");
+  DigestContext context = new_sha256();
+  std::vector<char> buffer(1 << 20);
+  while (file) {
+    file.read(buffer.data(), std::streamsize(buffer.size()));
+    EVP_DigestUpdate(context.get(), buffer.data(), std::size_t(file.gcount()));
+  }
+  if (file.bad()) throw InputError(path + ": read error while hashing");
+  return finish_hex(context.get());
+}
+
+std::string sha256_bytes(const std::string& bytes) {
+  DigestContext context = new_sha256();
+  EVP_DigestUpdate(context.get(), bytes.data(), bytes.size());
+  return finish_hex(context.get());
 }
 
 std::vector<FileDigest> digest_inputs(const std::string& path, int threads) {

@@ -17,6 +17,8 @@ struct FileDigest {
 /// SHA-256 of one file, streamed in 1 MiB blocks. Throws InputError when it cannot be read.
 std::string sha256_file(const std::string& path);
 
+/// SHA-256 of a byte string, lower-case hex.
+std::string sha256_bytes(const std::string& bytes);
 /// One entry per regular file: the file itself, or every file under a directory in sorted path order,
 /// hashed by `threads` threads.
 std::vector<FileDigest> digest_inputs(const std::string& path, int threads = 1);

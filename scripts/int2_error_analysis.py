@@ -7,6 +7,7 @@ bare eigenbasis U of the OSCAR rotation (R = U.H.P), rotated keys and values are
 format does (docs: oscar-reference.md section 5, one group per row, float32 scale/zero) and the script reports:
   kmse    relative key MSE          sum |k - k^|^2 / sum |k|^2
   logit   query-weighted logit err  E[(q.(k - k^))^2] / E[(q.k)^2] over causal (query, key) pairs of a sequence
+  dlogit  RMS logit error in nats   sqrt(E[(q.(k - k^))^2] / d), next to the RMS logit sqrt(E[(q.k)^2] / d)
   vmse    relative value MSE        sum |v - v^|^2 / sum |v|^2
   vmse_w  the same weighted by the SST proxy weight w_t = k^T C_Q,h k (what the OSCAR V objective weights)
   ext     share of row energy held by the row's min and max elements (those are stored exactly by min/max INT2)
@@ -135,7 +136,7 @@ def main():
             ek = (quant_int2(kr, a.k_clip) - kr).double()
             ev_ = (quant_int2(vr, a.v_clip) - vr).double()
             qr = (q @ RK)
-            num = den = 0.0
+            num = den = pairs = 0.0
             for s, e in seqs:  # causal pairs of one sequence, every query head with its KV head
                 n = e - s
                 mask = torch.tril(torch.ones(n, n, dtype=torch.bool))
@@ -143,18 +144,20 @@ def main():
                     qq = qr[s:e, h * g:(h + 1) * g].transpose(0, 1)  # [g, n, d]
                     num += float(((qq @ ek[s:e, h].T) ** 2)[:, mask].sum())
                     den += float(((qq @ kr[s:e, h].double().T) ** 2)[:, mask].sum())
+                    pairs += g * int(mask.sum())
             srt = kr.double().pow(2)
             ext = float((kr.max(-1).values.double() ** 2 + kr.min(-1).values.double() ** 2).sum() / srt.sum())
-            rows.append((layer, rname, float((ek ** 2).sum() / (k ** 2).sum()), num / den,
+            rows.append((layer, rname, float((ek ** 2).sum() / (k ** 2).sum()), num / den, (num / pairs / d) ** 0.5,
                          float((ev_ ** 2).sum() / (v ** 2).sum()),
                          float((w[..., None] * ev_ ** 2).sum() / (w[..., None] * v ** 2).sum()), ext))
-    print(f"\n{'layer':>5} {'rotation':>9} {'kmse':>8} {'logit':>8} {'vmse':>8} {'vmse_w':>8} {'ext':>6}")
+        print(f"layer {layer}: RMS logit q.k/sqrt(d) over causal pairs {(den / pairs / d) ** 0.5:.2f} nats")
+    print(f"\n{'layer':>5} {'rotation':>9} {'kmse':>8} {'logit':>8} {'dlogit':>7} {'vmse':>8} {'vmse_w':>8} {'ext':>6}")
     for r in rows:
-        print(f"{r[0]:>5} {r[1]:>9} {r[2]:8.4f} {r[3]:8.4f} {r[4]:8.4f} {r[5]:8.4f} {r[6]:6.3f}")
+        print(f"{r[0]:>5} {r[1]:>9} {r[2]:8.4f} {r[3]:8.4f} {r[4]:7.3f} {r[5]:8.4f} {r[6]:8.4f} {r[7]:6.3f}")
     print("mean over layers:")
     for rname in dict.fromkeys(r[1] for r in rows):
         m = np.mean([r[2:] for r in rows if r[1] == rname], axis=0)
-        print(f"{'all':>5} {rname:>9} {m[0]:8.4f} {m[1]:8.4f} {m[2]:8.4f} {m[3]:8.4f} {m[4]:6.3f}")
+        print(f"{'all':>5} {rname:>9} {m[0]:8.4f} {m[1]:8.4f} {m[2]:7.3f} {m[3]:8.4f} {m[4]:8.4f} {m[5]:6.3f}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+# Node.js and npm run tests/js/read_gguf.mjs (the npm package @huggingface/gguf as an independent GGUF reader).
+# Checked by command rather than by package: a NodeSource nodejs package bundles npm and conflicts with Debian's.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all dependencies present"

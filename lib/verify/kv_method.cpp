@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "io/rotation_set.h"
 #include "linalg/composition.h"
-#include "model/gguf_file.h"
+#include "io/rotation_pair.h"
 
 namespace oscar::verify {
 namespace {
@@ -40,11 +40,9 @@ void check_rotation(const runtime::Rotation& rotation, const model::ModelConfig&
   }
 }
 
-/// One rotation per model layer from a .pt zoo file.
-std::vector<runtime::Rotation> rotations_from_pt(const std::string& file, const model::ModelConfig& config,
-                                                 std::string& objective) {
-  const io::RotationSet set = io::read_rotation_set(file);
-  objective = set.objective;
+/// One rotation per model layer from a rotation set read from `file`.
+std::vector<runtime::Rotation> rotations_from_set(const io::RotationSet& set, const std::string& file,
+                                                  const model::ModelConfig& config) {
   std::vector<runtime::Rotation> result(static_cast<size_t>(config.n_layers));
   std::vector<bool> seen(result.size(), false);
   for (const io::LayerRotation& layer : set.layers) {
@@ -58,47 +56,6 @@ std::vector<runtime::Rotation> rotations_from_pt(const std::string& file, const 
   }
   const auto missing = std::find(seen.begin(), seen.end(), false);
   if (missing != seen.end()) throw InputError(file + ": no rotation for layer " + std::to_string(missing - seen.begin()));
-  return result;
-}
-
-/// The one file in `dir` whose name starts with `prefix` and ends in .pt.
-std::string find_zoo_file(const std::string& dir, const std::string& prefix) {
-  std::vector<std::string> found;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file() && name.rfind(prefix, 0) == 0 && entry.path().extension() == ".pt") found.push_back(entry.path().string());
-  }
-  std::sort(found.begin(), found.end());
-  if (found.empty()) throw InputError(dir + ": no " + prefix + "*.pt rotation file");
-  if (found.size() > 1) throw InputError(dir + ": several " + prefix + "*.pt files (" + found[0] + ", " + found[1] + "): pass one set per directory");
-  return found.front();
-}
-
-/// blk.{i}.attn_{k,v}_rot.weight hold Mᵀ ([d, d], or [Hkv, d, d] per KV head): transpose back.
-std::vector<runtime::Rotation> rotations_from_gguf(const model::GgufFile& file, const std::string& kind,
-                                                   const model::ModelConfig& config) {
-  std::vector<runtime::Rotation> result;
-  for (int layer = 0; layer < config.n_layers; ++layer) {
-    const std::string name = "blk." + std::to_string(layer) + ".attn_" + kind + "_rot.weight";
-    const model::GgufTensorInfo* info = file.find_tensor(name);
-    if (!info) throw InputError(file.path() + ": missing tensor " + name);
-    const auto& shape = info->shape;
-    const bool per_head = shape.size() == 3;
-    if ((shape.size() != 2 && !per_head) || shape[shape.size() - 1] != shape[shape.size() - 2]) {
-      throw InputError(file.path() + ": " + name + " is not a square matrix (or a stack of them)");
-    }
-    const int d = static_cast<int>(shape.back()), heads = per_head ? static_cast<int>(shape[0]) : 1;
-    const std::vector<float> stored = file.dequantize(*info);
-    std::vector<float> matrix(stored.size());
-    for (int h = 0; h < heads; ++h) {
-      const size_t base = static_cast<size_t>(h) * d * d;
-      for (int i = 0; i < d; ++i) {
-        for (int j = 0; j < d; ++j) matrix[base + static_cast<size_t>(i) * d + j] = stored[base + static_cast<size_t>(j) * d + i];
-      }
-    }
-    result.push_back(make_rotation(heads, d, std::move(matrix)));
-    check_rotation(result.back(), config, file.path(), name);
-  }
   return result;
 }
 
@@ -126,21 +83,15 @@ std::vector<std::string> parse_method_list(const std::string& list) {
 
 LayerRotations load_rotations(const std::string& path, const model::ModelConfig& config) {
   LayerRotations rotations;
-  if (!fs::exists(path)) throw InputError(path + ": no such file or directory");
-  if (fs::is_directory(path)) {
-    const std::string key_file = find_zoo_file(path, "k_rotation_"), value_file = find_zoo_file(path, "v_rotation_");
-    rotations.key = rotations_from_pt(key_file, config, rotations.key_objective);
-    rotations.value = rotations_from_pt(value_file, config, rotations.value_objective);
-    rotations.files = {key_file, value_file};
-    return rotations;
-  }
-  if (fs::path(path).extension() != ".gguf") throw InputError(path + ": expected a rotation directory or a .gguf file");
-  const model::GgufFile file(path);
-  rotations.key = rotations_from_gguf(file, "k", config);
-  rotations.value = rotations_from_gguf(file, "v", config);
-  rotations.key_objective = file.get_string("oscar.key_objective", "");
-  rotations.value_objective = file.get_string("oscar.value_objective", "");
-  rotations.files = {path};
+  const io::RotationPair pair = io::read_rotation_pair(path);
+  const bool directory = fs::is_directory(path);
+  const std::string key_file = directory ? io::find_rotation_file(path, "k_rotation_") : path;
+  const std::string value_file = directory ? io::find_rotation_file(path, "v_rotation_") : path;
+  rotations.key = rotations_from_set(pair.key, key_file, config);
+  rotations.value = rotations_from_set(pair.value, value_file, config);
+  rotations.key_objective = pair.key.objective;
+  rotations.value_objective = pair.value.objective;
+  rotations.files = directory ? std::vector<std::string>{key_file, value_file} : std::vector<std::string>{path};
   return rotations;
 }
 

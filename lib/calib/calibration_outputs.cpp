@@ -28,11 +28,6 @@ nlohmann::json layer_reports(const std::vector<LayerFitReport>& reports) {
   return layers;
 }
 
-void remove_quietly(const fs::path& path) {
-  std::error_code ignored;
-  fs::remove(path, ignored);
-}
-
 }  // namespace
 
 std::vector<OutputFile> fit_outputs(const CalibrationState& state, const std::vector<int>& layer_ids,
@@ -84,8 +79,7 @@ nlohmann::json calibration_record(const RunRecord& run, const std::vector<Output
                            {"skipped_nonfinite_entries", run.skipped_entries},
                            {"tag", calibration_tag(run.tokens, run.prompts, run.group_size)},
                            {"options", run.options},
-                           {"outputs", files},
-                           {"wall_seconds", run.wall_seconds}};
+                           {"outputs", files}};  // no wall time: the record must be bit-reproducible
   if (!run.model.is_null()) record["model"] = run.model;
   return record;
 }
@@ -94,25 +88,31 @@ void write_outputs(const std::string& out_dir, const std::vector<OutputFile>& ou
   std::error_code error;
   fs::create_directories(out_dir, error);
   if (error) throw InputError(out_dir + ": cannot create output directory: " + error.message());
+  // Everything is written into a staging directory under its final name (a .pt names its zip folder after
+  // its file, as torch.save does), then renamed into place together.
+  const fs::path staging_dir = fs::path(out_dir) / ".staging";
+  fs::remove_all(staging_dir, error);
+  fs::create_directories(staging_dir, error);
+  if (error) throw InputError(staging_dir.string() + ": cannot create: " + error.message());
   std::vector<std::pair<fs::path, fs::path>> staged;  // temporary -> final
   try {
     for (const auto& output : outputs) {
-      const fs::path final_path = fs::path(out_dir) / output.name;
-      const fs::path staging = fs::path(out_dir) / (".staging." + output.name);
+      const fs::path staging = staging_dir / output.name;
       io::write_rotation_set(staging.string(), output.rotations);
-      staged.emplace_back(staging, final_path);
+      staged.emplace_back(staging, fs::path(out_dir) / output.name);
     }
-    const fs::path record_staging = fs::path(out_dir) / (std::string(".staging.") + kRecordFileName);
+    const fs::path record_staging = staging_dir / kRecordFileName;
     staged.emplace_back(record_staging, fs::path(out_dir) / kRecordFileName);
     std::ofstream record_file(record_staging);
     record_file << record.dump(2) << "\n";
     record_file.close();
     if (!record_file) throw InputError(record_staging.string() + ": cannot write");
   } catch (...) {
-    for (const auto& entry : staged) remove_quietly(entry.first);
+    fs::remove_all(staging_dir, error);
     throw;
   }
   for (const auto& [staging, final_path] : staged) fs::rename(staging, final_path);
+  fs::remove_all(staging_dir, error);
 }
 
 }  // namespace oscar::calib

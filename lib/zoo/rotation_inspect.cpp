@@ -1,0 +1,113 @@
+#include "zoo/rotation_inspect.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/rotation_gguf.h"
+#include "io/rotation_pair.h"
+
+namespace oscar::zoo {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// max |R·Rᵀ − I| over the heads of one layer, in double.
+double orthogonality_error(const io::LayerRotation& layer) {
+  const size_t d = size_t(layer.head_dim);
+  double worst = 0;
+  for (int h = 0; h < layer.num_heads; ++h) {
+    const float* r = layer.rotation.data() + size_t(h) * d * d;
+    for (size_t i = 0; i < d; ++i) {
+      for (size_t j = 0; j < d; ++j) {
+        double dot = 0;
+        for (size_t k = 0; k < d; ++k) dot += double(r[i * d + k]) * double(r[j * d + k]);
+        worst = std::max(worst, std::abs(dot - (i == j ? 1.0 : 0.0)));
+      }
+    }
+  }
+  return worst;
+}
+
+nlohmann::json describe_set(const io::RotationSet& set) {
+  nlohmann::json layers = nlohmann::json::array();
+  double worst = 0;
+  for (const io::LayerRotation& layer : set.layers) {
+    const auto [low, high] = std::minmax_element(layer.eigenvalues.begin(), layer.eigenvalues.end());
+    const double error = orthogonality_error(layer);
+    worst = std::max(worst, error);
+    layers.push_back({{"layer_id", layer.layer_id}, {"orthogonality_error", error},
+                      {"min_eigenvalue", layer.eigenvalues.empty() ? 0.0 : double(*low)},
+                      {"max_eigenvalue", layer.eigenvalues.empty() ? 0.0 : double(*high)}});
+  }
+  const io::LayerRotation* first = set.layers.empty() ? nullptr : &set.layers.front();
+  return {{"objective", set.objective}, {"format_version", set.format_version}, {"granularity", set.source_grouping},
+          {"layers", set.layers.size()}, {"head_dim", first ? first->head_dim : 0}, {"heads_per_layer", first ? first->num_heads : 0},
+          {"max_orthogonality_error", worst}, {"per_layer", layers}};
+}
+
+nlohmann::json calibration_record_beside(const fs::path& dir) {
+  std::ifstream in(dir / "calibration.json");
+  if (!in) return nullptr;
+  try {
+    const nlohmann::json record = nlohmann::json::parse(in);
+    return {{"calibration_json", (dir / "calibration.json").string()}, {"tag", record.value("tag", "")},
+            {"inputs", record.value("inputs", nlohmann::json::array())}};
+  } catch (const nlohmann::json::exception&) {
+    return {{"calibration_json", (dir / "calibration.json").string()}, {"problem", "not JSON"}};
+  }
+}
+
+}  // namespace
+
+nlohmann::json inspect_rotations(const std::string& path) {
+  if (!fs::exists(path)) throw InputError(path + ": no such file or directory");
+  nlohmann::json description = {{"path", path}};
+  if (fs::path(path).extension() == ".pt") {
+    description["kind"] = "pt";
+    description["sets"] = {describe_set(io::read_rotation_set(path))};
+    description["provenance"] = calibration_record_beside(fs::path(path).parent_path());
+    return description;
+  }
+  const io::RotationPair pair = io::read_rotation_pair(path);
+  description["sets"] = {describe_set(pair.key), describe_set(pair.value)};
+  if (fs::is_directory(path)) {
+    description["kind"] = "directory";
+    description["provenance"] = calibration_record_beside(path);
+  } else {
+    io::RotationProvenance provenance;
+    io::read_rotation_gguf(path, &provenance);
+    const io::GgufReader reader(path);
+    description["kind"] = reader.get_string("general.architecture") == io::rotation_gguf::kStandaloneArchitecture ? "gguf" : "gguf-baked";
+    description["provenance"] = {{"tag", provenance.calibration_tag}, {"k_clip", provenance.key_clip}, {"v_clip", provenance.value_clip},
+                                 {"tool_version", reader.get_string("oscar.tool_version")},
+                                 {"base_tensors", reader.tensors().size() - 2 * pair.key.layers.size()}};
+  }
+  return description;
+}
+
+std::string inspect_text(const nlohmann::json& description) {
+  std::ostringstream out;
+  out << description["path"].get<std::string>() << " (" << description["kind"].get<std::string>() << ")\n";
+  for (const auto& set : description["sets"]) {
+    char line[256];
+    std::snprintf(line, sizeof line, "  %s: %zu layers, head_dim %d, %d matrix(es)/layer (%s), max |R·Rt - I| %.2e\n",
+                  set["objective"].get<std::string>().c_str(), set["layers"].get<size_t>(), set["head_dim"].get<int>(),
+                  set["heads_per_layer"].get<int>(), set["granularity"].get<std::string>().c_str(),
+                  set["max_orthogonality_error"].get<double>());
+    out << line;
+    for (const auto& layer : set["per_layer"]) {
+      std::snprintf(line, sizeof line, "    layer %3d  eigenvalues [%.4g, %.4g]  orthogonality %.1e\n", layer["layer_id"].get<int>(),
+                    layer["min_eigenvalue"].get<double>(), layer["max_eigenvalue"].get<double>(), layer["orthogonality_error"].get<double>());
+      out << line;
+    }
+  }
+  if (!description["provenance"].is_null()) out << "  provenance: " << description["provenance"].dump() << "\n";
+  return out.str();
+}
+
+}  // namespace oscar::zoo

@@ -31,8 +31,13 @@ constexpr int kDifferent = 1;
 io::RotationProvenance provenance_of(const std::string& source, const std::string& tag, double k_clip, double v_clip) {
   io::RotationProvenance provenance;
   if (fs::is_directory(source)) {
-    std::ifstream in(fs::path(source) / "calibration.json");
-    if (in) provenance.calibration_tag = nlohmann::json::parse(in, nullptr, false).value("tag", "");
+    const fs::path record_path = fs::path(source) / "calibration.json";
+    std::ifstream in(record_path);
+    if (in) {
+      const nlohmann::json record = nlohmann::json::parse(in, nullptr, false);
+      if (!record.is_object()) throw InputError(record_path.string() + ": not a JSON object");
+      provenance.calibration_tag = record.value("tag", "");
+    }
   } else {
     io::read_rotation_gguf(source, &provenance);
   }

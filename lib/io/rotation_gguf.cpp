@@ -102,12 +102,24 @@ std::int64_t architecture_int(const GgufReader& reader, const std::string& suffi
 }
 
 void check_against_model(const GgufReader& base, const RotationPair& pair) {
+  // The port rotates every layer: the set must hold exactly layers 0 .. block_count−1.
   const std::int64_t blocks = architecture_int(base, "block_count");
-  for (const LayerRotation& layer : pair.key.layers) {
-    if (blocks >= 0 && layer.layer_id >= blocks) {
-      throw InputError(base.path() + ": the rotations have layer " + std::to_string(layer.layer_id) + ", the model " +
-                       std::to_string(blocks) + " blocks");
+  for (size_t i = 0; i < pair.key.layers.size(); ++i) {
+    const int layer = pair.key.layers[i].layer_id;
+    if (blocks >= 0 && (layer >= blocks || layer != int(i))) {
+      throw InputError(base.path() + ": the rotations have layer " + std::to_string(layer) + " at position " + std::to_string(i) +
+                       ", the model needs layers 0.." + std::to_string(blocks - 1));
     }
+  }
+  if (blocks >= 0 && std::int64_t(pair.key.layers.size()) != blocks) {
+    throw InputError(base.path() + ": the rotations cover " + std::to_string(pair.key.layers.size()) + " layers, the model has " +
+                     std::to_string(blocks));
+  }
+  const std::int64_t kv_heads = architecture_int(base, "attention.head_count_kv");
+  const int rotation_heads = pair.key.layers.front().num_heads;
+  if (pair.key.format_version == rotation_format::kPerKvHeadFormatVersion && kv_heads > 0 && rotation_heads != kv_heads) {
+    throw InputError(base.path() + ": " + std::to_string(rotation_heads) + " per-KV-head rotations per layer, the model has " +
+                     std::to_string(kv_heads) + " KV heads");
   }
   std::int64_t head_dim = architecture_int(base, "attention.key_length");
   const std::int64_t embedding = architecture_int(base, "embedding_length"), heads = architecture_int(base, "attention.head_count");

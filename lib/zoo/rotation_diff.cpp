@@ -46,6 +46,15 @@ std::optional<Matrix> eigenbasis(const Matrix& r, const Vector& eigenvalues, Com
   return std::nullopt;
 }
 
+/// P is rebuilt from the stored float32 eigenvalues; calibration ordered them in float64. When two of them are
+/// equal in float32 the order may differ, and U recovered through P would be wrong in every column.
+bool ties_break_permutation(const Vector& eigenvalues, Composition composition) {
+  const bool uses_permutation = composition != Composition::kPlain && composition != Composition::kRH;
+  std::vector<double> sorted(eigenvalues.data(), eigenvalues.data() + eigenvalues.size());
+  std::sort(sorted.begin(), sorted.end());
+  return uses_permutation && std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end();
+}
+
 Matrix matrix_of(const io::LayerRotation& layer, int head) {
   const long d = layer.head_dim;
   Matrix m(d, d);
@@ -105,7 +114,7 @@ std::vector<HeadDiff> diff_rotation_sets(const io::RotationSet& a, const io::Rot
       diff.max_abs_difference = (ra - rb).cwiseAbs().maxCoeff();
       const double scale = std::max(ea.cwiseAbs().maxCoeff(), 1e-300);
       diff.eigenvalue_difference = (ea - eb).cwiseAbs().maxCoeff() / scale;
-      if (composition_a && composition_b) {
+      if (composition_a && composition_b && !ties_break_permutation(ea, *composition_a) && !ties_break_permutation(eb, *composition_b)) {
         const auto ua = eigenbasis(ra, ea, *composition_a), ub = eigenbasis(rb, eb, *composition_b);
         if (ua && ub) {
           diff.has_eigenbasis = true;

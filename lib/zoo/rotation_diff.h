@@ -4,7 +4,8 @@
 // the sets are compared by the overlap of their top-k eigen-subspaces,
 //     overlap_k = ‖U_A[:, top k]ᵀ · U_B[:, top k]‖_F² / k      (1: the same subspace, ~k/d: unrelated),
 // and by the mean over A's eigenvectors of the best |cos| with any of B's. Data-free compositions (hadamard,
-// pbr, h_pbr) have no eigenbasis: only max |R_A − R_B| is reported.
+// pbr, h_pbr) have no eigenbasis, nor do sets whose stored float32 eigenvalues tie (P cannot be rebuilt then):
+// only max |R_A − R_B| is reported.
 #pragma once
 
 #include <string>

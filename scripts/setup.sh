@@ -7,6 +7,7 @@ PACKAGES=(
   libeigen3-dev libhdf5-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev libssl-dev zlib1g-dev
   libopenblas0-pthread libopenblas-pthread-dev python3-torch python3-h5py python3-numpy
   libtorch-dev libpcre2-dev libutf8proc-dev
+  gnuplot-nox
 )
 
 missing=()

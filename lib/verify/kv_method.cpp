@@ -62,7 +62,9 @@ std::vector<runtime::Rotation> rotations_from_set(const io::RotationSet& set, co
 }  // namespace
 
 const std::vector<std::string>& known_methods() {
-  static const std::vector<std::string> names = {"fp", "naive", "hadamard", "oscar"};
+  static const std::vector<std::string> names = {"fp",         "naive",           "hadamard",        "oscar",
+                                                 "naive-sym",  "naive-asym",      "quarot",          "kivi2",
+                                                 "turboquant-k3v3", "turboquant-k2v2", "eoptshrinkq"};
   return names;
 }
 
@@ -72,7 +74,9 @@ std::vector<std::string> parse_method_list(const std::string& list) {
   for (std::string name; std::getline(stream, name, ',');) {
     const auto& known = known_methods();
     if (std::find(known.begin(), known.end(), name) == known.end()) {
-      throw UsageError("--methods: unknown method '" + name + "' (known: fp, naive, hadamard, oscar)");
+      std::string list;
+      for (const std::string& known_name : known) list += (list.empty() ? "" : ", ") + known_name;
+      throw UsageError("--methods: unknown method '" + name + "' (known: " + list + ")");
     }
     if (std::find(names.begin(), names.end(), name) != names.end()) throw UsageError("--methods: '" + name + "' given twice");
     names.push_back(name);
@@ -95,8 +99,31 @@ LayerRotations load_rotations(const std::string& path, const model::ModelConfig&
   return rotations;
 }
 
+namespace {
+
+/// A baseline's key and value quantizers; the verify name maps to the runtime name and its bits.
+void add_quantizers(KvMethod& method, const runtime::MixedCacheConfig& cache) {
+  runtime::QuantizerOptions options;
+  options.group_size = cache.key_int2.group_size;
+  options.key_int2 = cache.key_int2;
+  options.value_int2 = cache.value_int2;
+  std::string runtime_name = method.name;
+  if (method.name == "turboquant-k3v3" || method.name == "turboquant-k2v2") {
+    runtime_name = "turboquant";
+    options.turboquant_bits = method.name == "turboquant-k3v3" ? 3 : 2;
+  }
+  try {
+    method.key_quantizer = runtime::make_kv_quantizer(runtime_name, runtime::KvKind::kKey, options);
+    method.value_quantizer = runtime::make_kv_quantizer(runtime_name, runtime::KvKind::kValue, options);
+  } catch (const std::invalid_argument& error) {
+    throw UsageError("--methods " + method.name + ": " + error.what());
+  }
+}
+
+}  // namespace
+
 std::vector<KvMethod> make_methods(const std::vector<std::string>& names, const model::ModelConfig& config,
-                                   const LayerRotations* calibrated) {
+                                   const LayerRotations* calibrated, const runtime::MixedCacheConfig& cache) {
   std::vector<KvMethod> methods;
   const size_t layers = static_cast<size_t>(config.n_layers);
   for (const std::string& name : names) {
@@ -119,6 +146,8 @@ std::vector<KvMethod> make_methods(const std::vector<std::string>& names, const 
     } else if (name == "oscar") {
       if (!calibrated) throw UsageError("--methods oscar needs --rotations DIR|FILE.gguf");
       method.rotations = *calibrated;
+    } else {
+      add_quantizers(method, cache);
     }
     methods.push_back(std::move(method));
   }

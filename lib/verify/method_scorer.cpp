@@ -2,8 +2,10 @@
 
 #include <algorithm>
 
+#include "core/error.h"
 #include "runtime/bits_per_element.h"
 #include "runtime/teacher_forced.h"
+#include "verify/quantizer_kv_attention.h"
 
 namespace oscar::verify {
 namespace {
@@ -38,6 +40,17 @@ std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int p
     decoder_.next_token_distributions(tokens, keep);
     return result;
   }
+  if (method_.uses_quantizer()) {
+    const model::ModelConfig& config = decoder_.config();
+    QuantizerKvAttention attention({cache_.sink_tokens, cache_.recent_tokens}, *method_.key_quantizer,
+                                   *method_.value_quantizer, config.n_heads, config.n_kv_heads, config.head_dim);
+    attention.set_prefill_tokens(prefill_tokens);
+    AttentionGuard guard(decoder_, &attention);
+    decoder_.next_token_distributions(tokens, keep);
+    compressed_bits_ = attention.compressed_bits_per_element();
+    compressed_tokens_ = attention.compressed_tokens(static_cast<int>(tokens.size()));
+    return result;
+  }
   TeacherForcedKvAttention attention(cache_, method_.rotations, decoder_.config().n_heads);
   attention.set_prefill_tokens(prefill_tokens);
   AttentionGuard guard(decoder_, &attention);
@@ -46,6 +59,7 @@ std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int p
 }
 
 std::vector<int> MethodScorer::generate(const std::vector<int>& prompt, const model::GenerationOptions& options) {
+  if (method_.uses_quantizer()) throw UsageError("--generate: " + method_.name + " is scored teacher-forced only (drop --generate)");
   if (method_.full_precision) {
     AttentionGuard guard(decoder_, nullptr);
     return model::generate(decoder_, {prompt}, options).front();
@@ -57,6 +71,10 @@ std::vector<int> MethodScorer::generate(const std::vector<int>& prompt, const mo
 
 double MethodScorer::stored_bits(std::int64_t tokens) const {
   if (method_.full_precision) return static_cast<double>(kServingFullPrecisionBits) * static_cast<double>(tokens);
+  if (method_.uses_quantizer()) {
+    const double compressed = static_cast<double>(std::min<std::int64_t>(compressed_tokens_, tokens));
+    return static_cast<double>(kServingFullPrecisionBits) * (static_cast<double>(tokens) - compressed) + compressed_bits_ * compressed;
+  }
   const std::int64_t demoted = runtime::demoted_tokens(cache_, static_cast<int>(tokens));
   // Keys and values may differ in format; a KV element is either, so average the two.
   const double int2_bits = 0.5 * (runtime::int2_bits_per_element(cache_.key_int2) + runtime::int2_bits_per_element(cache_.value_int2));

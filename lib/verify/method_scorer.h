@@ -31,17 +31,21 @@ class MethodScorer {
   /// positions before `prefill_tokens` form the prefill chunk, later ones are decode steps.
   std::vector<float> log_probs(const std::vector<int>& tokens, int prefill_tokens);
 
-  /// Generation after `prompt` (prefill, then one decode step per token through the method's cache).
+  /// Generation after `prompt` (prefill, then one decode step per token through the method's cache). The
+  /// baselines are scored teacher-forced only (UsageError).
   std::vector<int> generate(const std::vector<int>& prompt, const model::GenerationOptions& options);
 
   /// Bits the method stores for a sequence of `tokens` tokens (per KV element, summed over tokens): 16 per
-  /// token for fp; for INT2 methods 16 for the sink and window tokens, the INT2 format's bits for demoted ones.
+  /// token for fp; for INT2 methods 16 for the sink and window tokens, the INT2 format's bits for demoted ones;
+  /// for the baselines what their quantizers reported for the last sequence scored.
   double stored_bits(std::int64_t tokens) const;
 
  private:
   model::Decoder& decoder_;
   const KvMethod& method_;
   runtime::MixedCacheConfig cache_;
+  double compressed_bits_ = 0;          ///< baselines: bits per compressed element of the last sequence scored
+  std::int64_t compressed_tokens_ = 0;  ///< and its compressed tokens
 };
 
 }  // namespace oscar::verify

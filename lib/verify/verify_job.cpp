@@ -85,12 +85,11 @@ VerifyOutcome run_verify(const VerifyRequest& request) {
     if (request.rotations_path.empty()) throw UsageError("--methods oscar needs --rotations DIR|FILE.gguf");
     calibrated = load_rotations(request.rotations_path, config);
   }
-  const std::vector<KvMethod> methods = make_methods(names, config, wants_oscar ? &calibrated : nullptr);
-
   CacheSettings settings = request.cache;
   settings.full_precision = request.decoder.dtype == DType::kFloat32 ? runtime::FullPrecisionType::kFloat32
                                                                       : runtime::FullPrecisionType::kBFloat16;
   const runtime::MixedCacheConfig cache = cache_config(settings, config);
+  const std::vector<KvMethod> methods = make_methods(names, config, wants_oscar ? &calibrated : nullptr, cache);
   model::Decoder decoder(config, loaded.weights, request.decoder);
   EvaluationOptions evaluation = request.evaluation;
   evaluation.chat_template = model::resolve_chat_template(request.chat_template, *loaded.tokenizer);

@@ -109,13 +109,13 @@ std::vector<std::string> check_budget(const std::vector<MethodSummary>& summarie
 std::string summary_table(const std::vector<MethodSummary>& summaries) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-10s %6s %10s %10s %8s %6s %8s %18s %7s\n", "method", "bits", "ppl", "KL", "top1%",
+  std::snprintf(line, sizeof line, "%-16s %6s %10s %10s %8s %6s %8s %18s %7s\n", "method", "bits", "ppl", "KL", "top1%",
                 "n", "acc%", "drop [95% CI]", "flip%");
   out << line;
   for (const MethodSummary& s : summaries) {
     const bool text = s.text_tokens > 0, choice = s.questions > 0;
     const std::string drop = choice ? format("%+.1f", s.drop.drop) + " [" + format("%.1f", s.drop.low) + "," + format("%.1f", s.drop.high) + "]" : "-";
-    std::snprintf(line, sizeof line, "%-10s %6.2f %10s %10.6f %8s %6d %8s %18s %7s\n", s.name.c_str(), s.bits_per_element,
+    std::snprintf(line, sizeof line, "%-16s %6.2f %10s %10.6f %8s %6d %8s %18s %7s\n", s.name.c_str(), s.bits_per_element,
                   text ? format("%.4f", s.perplexity).c_str() : "-", text ? s.kl_mean : s.answer_kl_mean,
                   text ? format("%.2f", s.top1_agreement).c_str() : "-", s.questions,
                   choice ? format("%.2f", s.accuracy).c_str() : "-", drop.c_str(), choice ? format("%.2f", s.flip_rate).c_str() : "-");

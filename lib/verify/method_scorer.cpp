@@ -43,7 +43,8 @@ std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int p
   if (method_.uses_quantizer()) {
     const model::ModelConfig& config = decoder_.config();
     QuantizerKvAttention attention({cache_.sink_tokens, cache_.recent_tokens}, *method_.key_quantizer,
-                                   *method_.value_quantizer, config.n_heads, config.n_kv_heads, config.head_dim);
+                                   *method_.value_quantizer, config.n_heads, config.n_kv_heads, config.head_dim,
+                                   cache_.threads);
     attention.set_prefill_tokens(prefill_tokens);
     AttentionGuard guard(decoder_, &attention);
     decoder_.next_token_distributions(tokens, keep);

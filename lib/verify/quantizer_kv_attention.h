@@ -9,7 +9,8 @@
 // full-precision or the reconstructed row for its first m(t): exact for per-token methods and whole granules;
 // for whole-sequence methods (eOptShrinkQ) the low-rank part is fitted on that final segment, as its paper
 // evaluates it on whole windows (earlier positions see rows fitted with later tokens).
-// Plain float loops in double accumulation, O(T²·Hq·d): meant for evaluation on short windows.
+// Plain loops (float dot products, double softmax sums), query heads on `threads` threads, O(T²·Hq·d): meant
+// for evaluation on short windows.
 #pragma once
 
 #include <memory>
@@ -27,7 +28,8 @@ struct QuantizerWindows {
 class QuantizerKvAttention : public model::KvAttention {
  public:
   QuantizerKvAttention(const QuantizerWindows& windows, const runtime::KvQuantizer& key_quantizer,
-                       const runtime::KvQuantizer& value_quantizer, int q_heads, int kv_heads, int head_dim);
+                       const runtime::KvQuantizer& value_quantizer, int q_heads, int kv_heads, int head_dim,
+                       int threads = 1);
   void set_prefill_tokens(int tokens) { prefill_tokens_ = tokens; }
   /// Needs start = 0 (the whole sequence in one call).
   void attend(int layer, int start, int tokens, const float* q, const float* k, const float* v, float* out) override;
@@ -41,7 +43,7 @@ class QuantizerKvAttention : public model::KvAttention {
   QuantizerWindows windows_;
   const runtime::KvQuantizer& key_quantizer_;
   const runtime::KvQuantizer& value_quantizer_;
-  int q_heads_, kv_heads_, head_dim_;
+  int q_heads_, kv_heads_, head_dim_, threads_;
   int prefill_tokens_ = 0;
   double bits_ = 0, elements_ = 0;
 };

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on bundled data: installs, builds, calibrates OSCAR rotations from a synthetic SGLang-layout
 # Q/K/V dump written by Python (Qwen3-like geometry, small; the result is checked from PyTorch) and from the
-# bundled models directly (stories260K from configs/stories260K.toml, TinyStories-656K on ARC prompts).
+# bundled models directly (stories260K from configs/stories260K.toml, TinyStories-656K on ARC prompts), then
+# verifies stories260K's rotations with an INT2 cache (oscar-verify) and writes them as a GGUF (oscar-zoo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -32,6 +33,13 @@ echo "== and TinyStories-656K (Hugging Face safetensors) on ARC questions in the
 build/apps/oscar-calibrate --model "$data/models/tinystories-656k" --data "$data/eval/arc_challenge_test.jsonl" \
   --max-prompts 20 --tokens 4000 --out "$work/656k"
 ls "$work/656k"/*
+echo "== oscar-verify: INT2 KV with those rotations against fp, naive and Hadamard INT2 (sink 8, recent 32)"
+build/apps/oscar-verify --model "$data/models/stories260K/stories260K.bin" --rotations "$(ls -d out/stories260K/seq*/ | head -1)" \
+  --eval "$data/text/tinystories_val.txt" --skip-tokens 25000 --max-tokens 2048 --eval "$data/eval/arc_challenge_test.jsonl" \
+  --limit 20 --sink 8 --recent 32 --quiet --markdown out/stories260K/verify.md
+echo "== oscar-zoo: the rotations as a GGUF for llama.cpp, and what it holds"
+build/apps/oscar-zoo convert "$(ls -d out/stories260K/seq*/ | head -1)" out/stories260K/rotations.gguf
+build/apps/oscar-zoo inspect out/stories260K/rotations.gguf | head -4
 echo "== the real RotationZoo files load too"
 /usr/bin/python3 - <<'PY'
 import torch

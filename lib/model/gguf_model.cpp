@@ -112,7 +112,7 @@ class WeightMapper {
     std::vector<float> values = file_.dequantize(*info);
     const bool permuted = heads > 0 && config_.architecture == Architecture::kLlama;
     if (permuted) {
-      const std::int64_t rows = info->shape.front();
+      const std::int64_t rows = info->shape.empty() ? 0 : info->shape.front();  // GGUF allows 0-dim tensors
       if (rows != std::int64_t(heads) * config_.head_dim) {
         fail(file_.path(), "tensor " + gguf_name + " has " + std::to_string(rows) + " rows, expected " +
                                std::to_string(std::int64_t(heads) * config_.head_dim));

@@ -54,7 +54,9 @@ for name, label in (("stories260K", "stories260K (d = 8)"), ("tinystories-656k",
             points.append(f"{name} {s['method']} {s['bits_per_element']:.4f} {max(t['kl_mean'], 1e-6):.6g}")
 doc = open("docs/METHODS.md").read()
 table = "\n".join(rows).strip()
-doc = re.sub(r"(<!-- RESULTS -->\n).*?(\n<!-- /RESULTS -->)", lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+doc, count = re.subn(r"(<!-- RESULTS -->\n).*?(<!-- /RESULTS -->)", lambda m: m.group(1) + table + "\n" + m.group(2), doc, flags=re.S)
+if count != 1:
+    sys.exit("compare-methods: docs/METHODS.md lacks the RESULTS markers")
 open("docs/METHODS.md", "w").write(doc)
 open(f"{out}/points.dat", "w").write("\n".join(points) + "\n")
 PY

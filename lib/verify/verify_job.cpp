@@ -94,7 +94,9 @@ VerifyOutcome run_verify(const VerifyRequest& request) {
   EvaluationOptions evaluation = request.evaluation;
   evaluation.chat_template = model::resolve_chat_template(request.chat_template, *loaded.tokenizer);
 
-  const KvMethod reference_method{"fp", true, {}};
+  KvMethod reference_method;
+  reference_method.name = "fp";
+  reference_method.full_precision = true;
   MethodScorer reference(decoder, reference_method, cache);
   std::vector<MethodScorer> scorers;
   scorers.reserve(methods.size());

@@ -8,6 +8,9 @@
 #include "io/rotation_set.h"
 #include "linalg/composition.h"
 #include "io/rotation_pair.h"
+#ifdef OSCAR_VERIFY_CUDA_RUNTIME
+#include "runtime/cuda/baselines_cuda.h"
+#endif
 
 namespace oscar::verify {
 namespace {
@@ -102,7 +105,7 @@ LayerRotations load_rotations(const std::string& path, const model::ModelConfig&
 namespace {
 
 /// A baseline's key and value quantizers; the verify name maps to the runtime name and its bits.
-void add_quantizers(KvMethod& method, const runtime::MixedCacheConfig& cache) {
+void add_quantizers(KvMethod& method, const runtime::MixedCacheConfig& cache, bool on_gpu) {
   runtime::QuantizerOptions options;
   options.group_size = cache.key_int2.group_size;
   options.key_int2 = cache.key_int2;
@@ -113,8 +116,17 @@ void add_quantizers(KvMethod& method, const runtime::MixedCacheConfig& cache) {
     options.turboquant_bits = method.name == "turboquant-k3v3" ? 3 : 2;
   }
   try {
-    method.key_quantizer = runtime::make_kv_quantizer(runtime_name, runtime::KvKind::kKey, options);
-    method.value_quantizer = runtime::make_kv_quantizer(runtime_name, runtime::KvKind::kValue, options);
+#ifdef OSCAR_VERIFY_CUDA_RUNTIME
+    // On the GPU, the per-row methods run in the CUDA runtime's kernels (bit-identical to the CPU classes).
+    if (on_gpu) {
+      method.key_quantizer = runtime::gpu::make_cuda_kv_quantizer(runtime_name, runtime::KvKind::kKey, options);
+      method.value_quantizer = runtime::gpu::make_cuda_kv_quantizer(runtime_name, runtime::KvKind::kValue, options);
+    }
+#else
+    (void)on_gpu;  // this build has no CUDA runtime: the CPU classes everywhere
+#endif
+    if (!method.key_quantizer) method.key_quantizer = runtime::make_kv_quantizer(runtime_name, runtime::KvKind::kKey, options);
+    if (!method.value_quantizer) method.value_quantizer = runtime::make_kv_quantizer(runtime_name, runtime::KvKind::kValue, options);
   } catch (const std::invalid_argument& error) {
     throw UsageError("--methods " + method.name + ": " + error.what());
   }
@@ -123,7 +135,8 @@ void add_quantizers(KvMethod& method, const runtime::MixedCacheConfig& cache) {
 }  // namespace
 
 std::vector<KvMethod> make_methods(const std::vector<std::string>& names, const model::ModelConfig& config,
-                                   const LayerRotations* calibrated, const runtime::MixedCacheConfig& cache) {
+                                   const LayerRotations* calibrated, const runtime::MixedCacheConfig& cache,
+                                   bool on_gpu) {
   std::vector<KvMethod> methods;
   const size_t layers = static_cast<size_t>(config.n_layers);
   for (const std::string& name : names) {
@@ -147,7 +160,7 @@ std::vector<KvMethod> make_methods(const std::vector<std::string>& names, const 
       if (!calibrated) throw UsageError("--methods oscar needs --rotations DIR|FILE.gguf");
       method.rotations = *calibrated;
     } else {
-      add_quantizers(method, cache);
+      add_quantizers(method, cache, on_gpu);
     }
     methods.push_back(std::move(method));
   }

@@ -63,9 +63,12 @@ std::vector<std::string> parse_method_list(const std::string& list);
 LayerRotations load_rotations(const std::string& path, const model::ModelConfig& config);
 
 /// The methods of `names` for this model; `oscar` needs `calibrated` (UsageError when it is null). The
-/// baselines take their group size, clip ratios and scale type from `cache` (the same as the INT2 methods').
+/// baselines take their group size, clip ratios and scale type from `cache` (the same as the INT2 methods');
+/// `on_gpu` (the model runs on CUDA) uses the CUDA runtime's versions of the per-row baselines when this build
+/// has them (naive-sym, TurboQuant), the CPU classes otherwise.
 std::vector<KvMethod> make_methods(const std::vector<std::string>& names, const model::ModelConfig& config,
                                    const LayerRotations* calibrated,
-                                   const runtime::MixedCacheConfig& cache = runtime::MixedCacheConfig{});
+                                   const runtime::MixedCacheConfig& cache = runtime::MixedCacheConfig{},
+                                   bool on_gpu = false);
 
 }  // namespace oscar::verify

@@ -89,7 +89,8 @@ VerifyOutcome run_verify(const VerifyRequest& request) {
   settings.full_precision = request.decoder.dtype == DType::kFloat32 ? runtime::FullPrecisionType::kFloat32
                                                                       : runtime::FullPrecisionType::kBFloat16;
   const runtime::MixedCacheConfig cache = cache_config(settings, config);
-  const std::vector<KvMethod> methods = make_methods(names, config, wants_oscar ? &calibrated : nullptr, cache);
+  const bool on_gpu = request.decoder.device.rfind("cuda", 0) == 0;
+  const std::vector<KvMethod> methods = make_methods(names, config, wants_oscar ? &calibrated : nullptr, cache, on_gpu);
   model::Decoder decoder(config, loaded.weights, request.decoder);
   EvaluationOptions evaluation = request.evaluation;
   evaluation.chat_template = model::resolve_chat_template(request.chat_template, *loaded.tokenizer);

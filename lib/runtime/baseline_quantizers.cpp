@@ -34,10 +34,6 @@ void check_rows(const float* rows, int tokens, int heads, int d, const float* ou
 
 float stored_float16(double value) { return float16_to_float(to_stored_float16(float(value))); }
 
-}  // namespace detail
-
-namespace {
-
 int resolve_group(int group_size, int d, const char* method) {
   const int g = group_size == 0 ? d : group_size;
   if (g < 1 || d % g != 0) {
@@ -46,6 +42,10 @@ int resolve_group(int group_size, int d, const char* method) {
   }
   return g;
 }
+
+}  // namespace detail
+
+namespace {
 
 /// One naive-sym group of n elements.
 void naive_symmetric_group(const float* x, int n, float* out) {
@@ -67,7 +67,7 @@ void naive_symmetric_group(const float* x, int n, float* out) {
 
 double NaiveSymmetricQuantizer::reconstruct(const float* rows, int tokens, int heads, int d, float* out) const {
   detail::check_rows(rows, tokens, heads, d, out, "naive-sym");
-  const int g = resolve_group(group_size_, d, "naive-sym");
+  const int g = detail::resolve_group(group_size_, d, "naive-sym");
   const std::size_t groups = std::size_t(tokens) * heads * (d / g);
   for (std::size_t i = 0; i < groups; ++i) naive_symmetric_group(rows + i * g, g, out + i * g);
   return double(groups) * (2.0 * g + 16.0);

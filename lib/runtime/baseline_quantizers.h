@@ -140,6 +140,8 @@ namespace detail {
 void check_rows(const float* rows, int tokens, int heads, int d, const float* out, const char* method);
 /// The float16 a value is stored as, widened back (to_stored_float16).
 float stored_float16(double value);
+/// The group size naive-sym uses (0: d); throws std::invalid_argument naming `method` unless it divides d.
+int resolve_group(int group_size, int d, const char* method);
 }  // namespace detail
 
 }  // namespace oscar::runtime

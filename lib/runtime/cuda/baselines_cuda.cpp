@@ -14,23 +14,9 @@
 
 namespace oscar::runtime::gpu {
 
-namespace {
-
-/// baseline_quantizers.cpp's resolve_group, with its message.
-int resolve_group(int group_size, int d, const char* method) {
-  const int g = group_size == 0 ? d : group_size;
-  if (g < 1 || d % g != 0) {
-    throw std::invalid_argument(std::string(method) + ": group size " + std::to_string(g) + " must divide d = " +
-                                std::to_string(d));
-  }
-  return g;
-}
-
-}  // namespace
-
 double CudaNaiveSymmetricQuantizer::reconstruct(const float* rows, int tokens, int heads, int d, float* out) const {
   runtime::detail::check_rows(rows, tokens, heads, d, out, "naive-sym");
-  const int g = resolve_group(group_size_, d, "naive-sym");
+  const int g = runtime::detail::resolve_group(group_size_, d, "naive-sym");
   const std::size_t groups = std::size_t(tokens) * std::size_t(heads) * std::size_t(d / g);
   const double bits = double(groups) * (2.0 * g + 16.0);
   if (groups == 0) return bits;

@@ -436,9 +436,15 @@ std::vector<double> Decoder::next_token_log_probs(const std::vector<int>& tokens
 
 void Decoder::next_token_distributions(const std::vector<int>& tokens,
                                        const std::function<void(int, int, const float*)>& on_block) {
+  reset(1);
+  forward_distributions(tokens, on_block);
+}
+
+void Decoder::forward_distributions(const std::vector<int>& tokens,
+                                    const std::function<void(int, int, const float*)>& on_block) {
   State& s = *state_;
   c10::InferenceMode inference;
-  reset(1);
+  if (batch_size() != 1) throw std::invalid_argument("Decoder::forward_distributions: the batch holds " + std::to_string(batch_size()) + " sequences");
   const at::Tensor hidden = s.run_layers({tokens}, nullptr)[0];  // [T, dim]
   const int64_t positions = static_cast<int64_t>(tokens.size());
   for (int64_t first = 0; first < positions; first += kScoringBlock) {

@@ -67,6 +67,12 @@ class Decoder {
   void next_token_distributions(const std::vector<int>& tokens,
                                 const std::function<void(int first, int n, const float* log_probs)>& on_block);
 
+  /// Like next_token_distributions, but continues sequence 0's cache (batch of one) instead of starting a new
+  /// one: `first` counts from the chunk's first token. Serving-style scoring calls it with the prefill, then
+  /// with one token at a time.
+  void forward_distributions(const std::vector<int>& tokens,
+                             const std::function<void(int first, int n, const float* log_probs)>& on_block);
+
   /// Routes attention through `attention` (nullptr: the decoder's own cache and attention) for the following
   /// calls; needs a batch of one. The decoder still fills its own cache, so position() and cached_keys()
   /// keep working. Not owned; it must outlive its use.

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "runtime/bits_per_element.h"
 #include "runtime/teacher_forced.h"
+#include "verify/cuda_kv_attention.h"
 #include "verify/quantizer_kv_attention.h"
 
 namespace oscar::verify {
@@ -29,7 +30,38 @@ class AttentionGuard {
 MethodScorer::MethodScorer(model::Decoder& decoder, const KvMethod& method, const runtime::MixedCacheConfig& cache)
     : decoder_(decoder), method_(method), cache_(cache) {}
 
+void MethodScorer::use_cuda_int2_runtime() {
+  if (method_.full_precision || method_.uses_quantizer()) return;
+  make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, 16);  // checks build and geometry
+  cuda_int2_ = true;
+}
+
+/// Prefill (at least the first token), then one decode step per token: the distributions serving computes.
+std::vector<float> MethodScorer::serving_log_probs(const std::vector<int>& tokens, int prefill_tokens,
+                                                   model::KvAttention& attention) {
+  const int vocab = decoder_.config().vocab_size;
+  std::vector<float> result(tokens.size() * static_cast<size_t>(vocab));
+  AttentionGuard guard(decoder_, &attention);
+  decoder_.reset(1);
+  const size_t prefill = std::min(tokens.size(), static_cast<size_t>(std::max(prefill_tokens, 1)));
+  for (size_t begin = 0; begin < tokens.size();) {
+    const size_t end = begin == 0 ? prefill : begin + 1;
+    decoder_.forward_distributions({tokens.begin() + std::ptrdiff_t(begin), tokens.begin() + std::ptrdiff_t(end)},
+                                   [&](int first, int n, const float* block) {
+                                     std::copy(block, block + static_cast<size_t>(n) * vocab,
+                                               result.begin() + std::ptrdiff_t(begin + size_t(first)) * vocab);
+                                   });
+    begin = end;
+  }
+  return result;
+}
+
 std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int prefill_tokens) {
+  if (cuda_int2_) {
+    const std::unique_ptr<model::KvAttention> attention =
+        make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, static_cast<int>(tokens.size()));
+    return serving_log_probs(tokens, prefill_tokens, *attention);
+  }
   const int vocab = decoder_.config().vocab_size;
   std::vector<float> result(tokens.size() * static_cast<size_t>(vocab));
   auto keep = [&](int first, int n, const float* block) {
@@ -63,6 +95,13 @@ std::vector<int> MethodScorer::generate(const std::vector<int>& prompt, const mo
   if (method_.uses_quantizer()) throw UsageError("--generate: " + method_.name + " is scored teacher-forced only (drop --generate)");
   if (method_.full_precision) {
     AttentionGuard guard(decoder_, nullptr);
+    return model::generate(decoder_, {prompt}, options).front();
+  }
+  if (cuda_int2_) {
+    const int capacity = std::min(decoder_.config().max_seq_len, static_cast<int>(prompt.size()) + options.max_new_tokens);
+    const std::unique_ptr<model::KvAttention> attention =
+        make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, capacity);
+    AttentionGuard guard(decoder_, attention.get());
     return model::generate(decoder_, {prompt}, options).front();
   }
   ServingKvAttention attention(cache_, method_.rotations, decoder_.config().n_heads);

@@ -24,12 +24,21 @@ class MethodScorer {
   /// call installs (or removes) its own attention.
   MethodScorer(model::Decoder& decoder, const KvMethod& method, const runtime::MixedCacheConfig& cache);
 
+  /// INT2 runtime methods (naive, hadamard, oscar) then run through the CUDA runtime's cache
+  /// (verify/cuda_kv_attention.h): scoring decodes token by token, as serving does, instead of the
+  /// teacher-forced single forward. Throws oscar::UsageError when the build or the model cannot.
+  void use_cuda_int2_runtime();
+
   const KvMethod& method() const { return method_; }
   const model::ModelConfig& decoder_config() const { return decoder_.config(); }
 
   /// Natural-log next-token distributions [T, vocab] of every position, teacher-forced from an empty cache;
   /// positions before `prefill_tokens` form the prefill chunk, later ones are decode steps.
   std::vector<float> log_probs(const std::vector<int>& tokens, int prefill_tokens);
+
+  /// The same distributions computed as serving does: prefill (at least the first token) through `attention`,
+  /// then one decode step per token. What log_probs does on the CUDA runtime; public for tests.
+  std::vector<float> serving_log_probs(const std::vector<int>& tokens, int prefill_tokens, model::KvAttention& attention);
 
   /// Generation after `prompt` (prefill, then one decode step per token through the method's cache). The
   /// baselines are scored teacher-forced only (UsageError).
@@ -46,6 +55,7 @@ class MethodScorer {
   runtime::MixedCacheConfig cache_;
   double compressed_bits_ = 0;          ///< baselines: bits per compressed element of the last sequence scored
   std::int64_t compressed_tokens_ = 0;  ///< and its compressed tokens
+  bool cuda_int2_ = false;
 };
 
 }  // namespace oscar::verify

@@ -101,7 +101,10 @@ VerifyOutcome run_verify(const VerifyRequest& request) {
   MethodScorer reference(decoder, reference_method, cache);
   std::vector<MethodScorer> scorers;
   scorers.reserve(methods.size());
-  for (const KvMethod& method : methods) scorers.emplace_back(decoder, method, cache);
+  for (const KvMethod& method : methods) {
+    scorers.emplace_back(decoder, method, cache);
+    if (on_gpu) scorers.back().use_cuda_int2_runtime();
+  }
 
   ProgressBar bar(!request.quiet);
   const EvaluationResult result =

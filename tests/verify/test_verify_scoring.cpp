@@ -11,6 +11,8 @@
 #include "io/rotation_set.h"
 #include "model/decoder.h"
 #include "model/model_loader.h"
+#include "model/random_model.h"
+#include "verify/cuda_kv_attention.h"
 #include "verify/int2_kv_attention.h"
 #include "verify/kv_method.h"
 #include "verify/method_scorer.h"
@@ -86,6 +88,65 @@ TEST(VerifyScoring, TeacherForcedEqualsServingDecode) {
     EXPECT_LT(worst, 5e-3) << name;
     EXPECT_LT(mean, 1e-4) << name;
     std::printf("%s: teacher-forced vs step-by-step decode: max |Δ log p| %.2e, mean %.2e\n", name.c_str(), worst, mean);
+  }
+}
+
+TEST(VerifyScoring, ServingStepsEqualTeacherForcedScoring) {
+  // The stepping the CUDA runtime path uses (prefill, then one token per forward), here over the CPU runtime.
+  Fixture f;
+  const model::ModelConfig& config = f.loaded.config;
+  const runtime::MixedCacheConfig cache = small_windows(config);
+  const std::vector<KvMethod> methods = make_methods({"hadamard"}, config, nullptr, cache);
+  MethodScorer scorer(f.decoder, methods[0], cache);
+  for (int prefill : {0, 20}) {
+    const std::vector<float> teacher = scorer.log_probs(f.tokens, prefill);
+    ServingKvAttention serving(cache, methods[0].rotations, config.n_heads);
+    const std::vector<float> stepped = scorer.serving_log_probs(f.tokens, prefill, serving);
+    ASSERT_EQ(stepped.size(), teacher.size());
+    double worst = 0, sum = 0;
+    for (size_t i = 0; i < teacher.size(); ++i) {
+      worst = std::max(worst, double(std::abs(stepped[i] - teacher[i])));
+      sum += std::abs(stepped[i] - teacher[i]);
+    }
+    EXPECT_LT(worst, 5e-3) << prefill;  // the bound of TeacherForcedEqualsServingDecode, for the same reason
+    EXPECT_LT(sum / double(teacher.size()), 1e-4) << prefill;
+    EXPECT_GT(serving.cache(0).int2_size(), 0);
+  }
+}
+
+TEST(VerifyScoringCuda, CudaInt2RuntimeMatchesTheCpuRuntime) {
+  if (!cuda_int2_runtime_available()) GTEST_SKIP() << "no CUDA INT2 runtime (a build without nvcc, or no GPU)";
+  model::ModelConfig c;  // the GPU cache decodes head_dim 64, 128 or 256
+  c.dim = 128;
+  c.hidden_dim = 256;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 64;
+  c.vocab_size = 256;
+  c.max_seq_len = 256;
+  const model::LoadedModel loaded = model::random_model(c, 3);
+  model::Decoder decoder(loaded.config, loaded.weights);
+  std::vector<int> tokens;
+  for (int i = 0; i < 200; ++i) tokens.push_back((i * 37 + 11) % c.vocab_size);
+  CacheSettings settings;
+  settings.sink_tokens = 8;
+  settings.recent_tokens = 32;
+  settings.full_precision = runtime::FullPrecisionType::kBFloat16;  // what the GPU cache stores
+  const runtime::MixedCacheConfig cache = cache_config(settings, loaded.config);
+  const std::vector<KvMethod> methods = make_methods({"hadamard"}, loaded.config, nullptr, cache);
+  MethodScorer cpu(decoder, methods[0], cache), gpu(decoder, methods[0], cache);
+  gpu.use_cuda_int2_runtime();
+  for (int prefill : {0, 100}) {
+    const std::vector<float> a = cpu.log_probs(tokens, prefill), b = gpu.log_probs(tokens, prefill);
+    double worst = 0, sum = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, double(std::abs(a[i] - b[i])));
+      sum += std::abs(a[i] - b[i]);
+    }
+    // Same INT2 bytes on both; decode sums in another float32 order, which can flip a code downstream.
+    EXPECT_LT(worst, 5e-3) << prefill;
+    EXPECT_LT(sum / double(a.size()), 1e-4) << prefill;
   }
 }
 

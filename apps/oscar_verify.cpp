@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--chat-template", request.chat_template, "auto, chatml, llama3 or none")
       ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}))->capture_default_str();
-  app.add_option("--device", request.decoder.device, "cpu (cuda: the model on the GPU, INT2 attention on the CPU runtime)")->capture_default_str();
+  app.add_option("--device", request.decoder.device, "cpu or cuda (the model on the GPU, the INT2 cache in the CUDA runtime)")->capture_default_str();
   app.add_option("--dtype", dtype, "Compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}))->capture_default_str();
   app.add_option("--threads", request.cache.threads, "Threads of the INT2 attention")->check(CLI::PositiveNumber);
   app.add_option("--max-drop", max_drop, "Budget: largest accuracy drop of oscar vs fp, in points")->check(CLI::NonNegativeNumber);

@@ -77,4 +77,12 @@ std::vector<FileDigest> digest_inputs(const std::string& path, int threads) {
   return digests;
 }
 
+std::vector<FileDigest> digest_paths(const std::vector<std::string>& paths) {
+  std::vector<FileDigest> digests;
+  for (const std::string& path : paths) {
+    for (FileDigest& digest : digest_inputs(path, 1)) digests.push_back(std::move(digest));
+  }
+  return digests;
+}
+
 }  // namespace oscar::io

@@ -22,5 +22,7 @@ std::string sha256_bytes(const std::string& bytes);
 /// One entry per regular file: the file itself, or every file under a directory in sorted path order,
 /// hashed by `threads` threads.
 std::vector<FileDigest> digest_inputs(const std::string& path, int threads = 1);
+/// digest_inputs of each path in turn, concatenated.
+std::vector<FileDigest> digest_paths(const std::vector<std::string>& paths);
 
 }  // namespace oscar::io

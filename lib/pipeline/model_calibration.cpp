@@ -182,14 +182,6 @@ nlohmann::json model_identity(const model::LoadedModel& loaded, const model::Dec
   return identity;
 }
 
-std::vector<io::FileDigest> digest_files(const std::vector<std::string>& paths) {
-  std::vector<io::FileDigest> digests;
-  for (const std::string& path : paths) {
-    for (io::FileDigest& digest : io::digest_inputs(path, 1)) digests.push_back(std::move(digest));
-  }
-  return digests;
-}
-
 std::vector<std::vector<int>> token_lists(const std::vector<CalibrationSequence>& sequences) {
   std::vector<std::vector<int>> lists;
   for (const auto& sequence : sequences) lists.push_back(sequence.tokens);
@@ -274,7 +266,7 @@ std::string run_model_calibration(const ModelCalibrationRequest& request) {
   if (request.hash_inputs) {
     std::vector<std::string> files = loaded.files;
     files.insert(files.end(), request.data_paths.begin(), request.data_paths.end());
-    run.inputs = digest_files(files);
+    run.inputs = io::digest_paths(files);
   }
   run.tokens = total_tokens(sequences);
   run.prompts = std::int64_t(sequences.size());

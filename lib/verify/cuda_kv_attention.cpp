@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "runtime/cuda/int2_cuda.h"
-#include "runtime/teacher_forced.h"
+#include "verify/int2_kv_attention.h"
 #endif
 
 namespace oscar::verify {
@@ -36,10 +36,7 @@ class CudaServingKvAttention : public model::KvAttention {
     if (start == 0) {
       caches_[index] = std::make_unique<runtime::gpu::CudaMixedCache>(gpu_config_, key.matrix(0), value.matrix(0),
                                                                        std::max(1, key.heads()));
-      runtime::TeacherForcedOptions options;
-      options.prefill_tokens = tokens;  // the chunk attends to itself at full precision
-      options.threads = config_.threads;
-      runtime::teacher_forced_attention(config_, key, value, q, q_heads_, k, v, tokens, out, options);
+      prefill_chunk_attention(config_, key, value, q, q_heads_, k, v, tokens, out);
       caches_[index]->append(k, v, tokens);
       return;
     }

@@ -88,10 +88,11 @@ PreparedFile prepare_file(const std::string& path, const model::Tokenizer& token
   PreparedFile file;
   file.result.path = path;
   file.result.methods.resize(methods);
-  if (eval::detect_data_kind(path) == eval::DataKind::kJsonl) {
+  const eval::DataKind kind = eval::detect_data_kind(path);
+  if (kind == eval::DataKind::kJsonl) {
     throw InputError(path + ": JSONL prompts (\"text\"/\"messages\") are calibration data; evaluate text files or multiple-choice sets");
   }
-  if (eval::detect_data_kind(path) == eval::DataKind::kText) {
+  if (kind == eval::DataKind::kText) {
     file.windows = text_windows(tokenizer, path, options, std::min(options.window, context));
     file.result.windows = static_cast<std::int64_t>(file.windows.size());
     return file;

@@ -26,6 +26,16 @@ runtime::MixedCacheConfig cache_config(const CacheSettings& settings, const mode
   return cache;
 }
 
+void prefill_chunk_attention(const runtime::MixedCacheConfig& config, const runtime::Rotation& key_rotation,
+                             const runtime::Rotation& value_rotation, const float* q, int q_heads, const float* k,
+                             const float* v, int tokens, float* out) {
+  // The teacher-forced form with P = T is exactly that.
+  runtime::TeacherForcedOptions options;
+  options.prefill_tokens = tokens;
+  options.threads = config.threads;
+  runtime::teacher_forced_attention(config, key_rotation, value_rotation, q, q_heads, k, v, tokens, out, options);
+}
+
 TeacherForcedKvAttention::TeacherForcedKvAttention(const runtime::MixedCacheConfig& config,
                                                    const LayerRotations& rotations, int q_heads)
     : config_(config), rotations_(rotations), q_heads_(q_heads) {}
@@ -55,12 +65,7 @@ void ServingKvAttention::attend(int layer, int start, int tokens, const float* q
   const int row = config_.kv_heads * config_.head_dim, q_row = q_heads_ * config_.head_dim;
   if (start == 0) {
     cache.clear();
-    // Prefill attends to its own chunk at full precision: the teacher-forced form with P = T is exactly that.
-    runtime::TeacherForcedOptions options;
-    options.prefill_tokens = tokens;
-    options.threads = config_.threads;
-    runtime::teacher_forced_attention(config_, cache.key_rotation(), cache.value_rotation(), q, q_heads_, k, v, tokens,
-                                      out, options);
+    prefill_chunk_attention(config_, cache.key_rotation(), cache.value_rotation(), q, q_heads_, k, v, tokens, out);
     cache.prefill(k, v, tokens);
     return;
   }

@@ -38,6 +38,12 @@ struct CacheSettings {
 /// multiples of 8, a group size the INT2 format does not support).
 runtime::MixedCacheConfig cache_config(const CacheSettings& settings, const model::ModelConfig& config);
 
+/// A prefill chunk attending to itself at full precision (the rotated rows as the cache stores them): what
+/// serving computes before the chunk enters the cache.
+void prefill_chunk_attention(const runtime::MixedCacheConfig& config, const runtime::Rotation& key_rotation,
+                             const runtime::Rotation& value_rotation, const float* q, int q_heads, const float* k,
+                             const float* v, int tokens, float* out);
+
 class TeacherForcedKvAttention : public model::KvAttention {
  public:
   TeacherForcedKvAttention(const runtime::MixedCacheConfig& config, const LayerRotations& rotations, int q_heads);

@@ -56,39 +56,38 @@ std::vector<float> MethodScorer::serving_log_probs(const std::vector<int>& token
   return result;
 }
 
+/// Teacher-forced distributions of `tokens` with `attention` installed (nullptr: the decoder's own).
+std::vector<float> MethodScorer::teacher_forced(const std::vector<int>& tokens, model::KvAttention* attention) {
+  const int vocab = decoder_.config().vocab_size;
+  std::vector<float> result(tokens.size() * static_cast<size_t>(vocab));
+  AttentionGuard guard(decoder_, attention);
+  decoder_.next_token_distributions(tokens, [&](int first, int n, const float* block) {
+    std::copy(block, block + static_cast<size_t>(n) * vocab, result.begin() + static_cast<std::ptrdiff_t>(first) * vocab);
+  });
+  return result;
+}
+
 std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int prefill_tokens) {
   if (cuda_int2_) {
     const std::unique_ptr<model::KvAttention> attention =
         make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, static_cast<int>(tokens.size()));
     return serving_log_probs(tokens, prefill_tokens, *attention);
   }
-  const int vocab = decoder_.config().vocab_size;
-  std::vector<float> result(tokens.size() * static_cast<size_t>(vocab));
-  auto keep = [&](int first, int n, const float* block) {
-    std::copy(block, block + static_cast<size_t>(n) * vocab, result.begin() + static_cast<std::ptrdiff_t>(first) * vocab);
-  };
-  if (method_.full_precision) {
-    AttentionGuard guard(decoder_, nullptr);
-    decoder_.next_token_distributions(tokens, keep);
-    return result;
-  }
+  if (method_.full_precision) return teacher_forced(tokens, nullptr);
   if (method_.uses_quantizer()) {
     const model::ModelConfig& config = decoder_.config();
     QuantizerKvAttention attention({cache_.sink_tokens, cache_.recent_tokens}, *method_.key_quantizer,
                                    *method_.value_quantizer, config.n_heads, config.n_kv_heads, config.head_dim,
                                    cache_.threads);
     attention.set_prefill_tokens(prefill_tokens);
-    AttentionGuard guard(decoder_, &attention);
-    decoder_.next_token_distributions(tokens, keep);
+    std::vector<float> result = teacher_forced(tokens, &attention);
     compressed_bits_ = attention.compressed_bits_per_element();
     compressed_tokens_ = attention.compressed_tokens(static_cast<int>(tokens.size()));
     return result;
   }
   TeacherForcedKvAttention attention(cache_, method_.rotations, decoder_.config().n_heads);
   attention.set_prefill_tokens(prefill_tokens);
-  AttentionGuard guard(decoder_, &attention);
-  decoder_.next_token_distributions(tokens, keep);
-  return result;
+  return teacher_forced(tokens, &attention);
 }
 
 std::vector<int> MethodScorer::generate(const std::vector<int>& prompt, const model::GenerationOptions& options) {

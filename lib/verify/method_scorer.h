@@ -56,6 +56,8 @@ class MethodScorer {
   double compressed_bits_ = 0;          ///< baselines: bits per compressed element of the last sequence scored
   std::int64_t compressed_tokens_ = 0;  ///< and its compressed tokens
   bool cuda_int2_ = false;
+
+  std::vector<float> teacher_forced(const std::vector<int>& tokens, model::KvAttention* attention);
 };
 
 }  // namespace oscar::verify

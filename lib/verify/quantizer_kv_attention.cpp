@@ -60,6 +60,8 @@ void QuantizerKvAttention::attend(int layer, int start, int tokens, const float*
     head_rows(keys, k, k_hat, kv);
     head_rows(values, v, v_hat, kv);
   }
+  std::vector<int> compressed_end(static_cast<size_t>(tokens));  // per position: rows [sink, end) are compressed
+  for (int t = 0; t < tokens; ++t) compressed_end[size_t(t)] = t < prefill_tokens_ ? sink : sink + compressed_tokens(t + 1);
   parallel_for(q_heads_, threads_, [&](int h) {
     const int kv = h / group;
     const float* key_fp = keys.data() + size_t(kv) * 2 * size_t(tokens) * size_t(d);
@@ -69,11 +71,11 @@ void QuantizerKvAttention::attend(int layer, int start, int tokens, const float*
     std::vector<float> scores(static_cast<size_t>(tokens));
     std::vector<double> sum(static_cast<size_t>(d));
     for (int t = 0; t < tokens; ++t) {
-      const int compressed_end = t < prefill_tokens_ ? sink : sink + compressed_tokens(t + 1);
+      const int end = compressed_end[size_t(t)];
       const float* query = q + size_t(t) * q_row + size_t(h) * size_t(d);
       float max = -INFINITY;
       for (int j = 0; j <= t; ++j) {
-        const float* key = (j >= sink && j < compressed_end ? key_hat : key_fp) + size_t(j) * size_t(d);
+        const float* key = (j >= sink && j < end ? key_hat : key_fp) + size_t(j) * size_t(d);
         float dot = 0;
         for (int i = 0; i < d; ++i) dot += query[i] * key[i];
         scores[size_t(j)] = dot * scale;
@@ -84,7 +86,7 @@ void QuantizerKvAttention::attend(int layer, int start, int tokens, const float*
       for (int j = 0; j <= t; ++j) {
         const double weight = std::exp(double(scores[size_t(j)] - max));
         total += weight;
-        const float* value = (j >= sink && j < compressed_end ? value_hat : value_fp) + size_t(j) * size_t(d);
+        const float* value = (j >= sink && j < end ? value_hat : value_fp) + size_t(j) * size_t(d);
         for (int i = 0; i < d; ++i) sum[size_t(i)] += weight * double(value[i]);
       }
       float* result = out + size_t(t) * q_row + size_t(h) * size_t(d);

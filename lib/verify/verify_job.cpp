@@ -17,10 +17,8 @@ namespace {
 
 nlohmann::json digests(const std::vector<std::string>& paths) {
   nlohmann::json list = nlohmann::json::array();
-  for (const std::string& path : paths) {
-    for (const io::FileDigest& digest : io::digest_inputs(path, 1)) {
-      list.push_back({{"path", digest.path}, {"bytes", digest.size}, {"sha256", digest.sha256}});
-    }
+  for (const io::FileDigest& digest : io::digest_paths(paths)) {
+    list.push_back({{"path", digest.path}, {"bytes", digest.size}, {"sha256", digest.sha256}});
   }
   return list;
 }

@@ -10,27 +10,19 @@
 #include "core/error.h"
 #include "io/rotation_gguf.h"
 #include "io/rotation_pair.h"
+#include "runtime/rotation.h"
 
 namespace oscar::zoo {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// max |R·Rᵀ − I| over the heads of one layer, in double.
+/// max |R·Rᵀ − I| over the heads of one layer, in double (the runtime's check of a loaded rotation).
 double orthogonality_error(const io::LayerRotation& layer) {
-  const size_t d = size_t(layer.head_dim);
-  double worst = 0;
-  for (int h = 0; h < layer.num_heads; ++h) {
-    const float* r = layer.rotation.data() + size_t(h) * d * d;
-    for (size_t i = 0; i < d; ++i) {
-      for (size_t j = 0; j < d; ++j) {
-        double dot = 0;
-        for (size_t k = 0; k < d; ++k) dot += double(r[i * d + k]) * double(r[j * d + k]);
-        worst = std::max(worst, std::abs(dot - (i == j ? 1.0 : 0.0)));
-      }
-    }
-  }
-  return worst;
+  const runtime::Rotation rotation = layer.num_heads == 1
+                                         ? runtime::Rotation::per_layer(layer.head_dim, layer.rotation)
+                                         : runtime::Rotation::per_kv_head(layer.num_heads, layer.head_dim, layer.rotation);
+  return rotation.orthogonality_error();
 }
 
 nlohmann::json describe_set(const io::RotationSet& set) {
@@ -73,14 +65,16 @@ nlohmann::json inspect_rotations(const std::string& path) {
     description["provenance"] = calibration_record_beside(fs::path(path).parent_path());
     return description;
   }
-  const io::RotationPair pair = io::read_rotation_pair(path);
-  description["sets"] = {describe_set(pair.key), describe_set(pair.value)};
   if (fs::is_directory(path)) {
+    const io::RotationPair pair = io::read_rotation_pair(path);
+    description["sets"] = {describe_set(pair.key), describe_set(pair.value)};
     description["kind"] = "directory";
     description["provenance"] = calibration_record_beside(path);
   } else {
+    if (fs::path(path).extension() != ".gguf") throw InputError(path + ": expected a rotation directory or a .gguf file");
     io::RotationProvenance provenance;
-    io::read_rotation_gguf(path, &provenance);
+    const io::RotationPair pair = io::read_rotation_gguf(path, &provenance);
+    description["sets"] = {describe_set(pair.key), describe_set(pair.value)};
     const io::GgufReader reader(path);
     description["kind"] = reader.get_string("general.architecture") == io::rotation_gguf::kStandaloneArchitecture ? "gguf" : "gguf-baked";
     description["provenance"] = {{"tag", provenance.calibration_tag}, {"k_clip", provenance.key_clip}, {"v_clip", provenance.value_clip},

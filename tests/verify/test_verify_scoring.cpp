@@ -3,6 +3,7 @@
 // while no token is INT2, and the statistics follow their formulas.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -156,8 +157,11 @@ TEST(VerifyScoring, FullPrecisionIsThePlainDecoder) {
   MethodScorer scorer(f.decoder, methods[0], small_windows(f.loaded.config));
   const std::vector<float> all = scorer.log_probs(f.tokens, 0);
   const std::vector<double> expected = f.decoder.next_token_log_probs(f.tokens);
+  // LibTorch 1.13 gives the same bits on both paths; 2.x picks other CPU kernels for the two shapes, which
+  // moves a log-prob by about 1e-6 relative (seen with 2.11), so allow 1e-5 relative.
   for (size_t t = 0; t + 1 < f.tokens.size(); ++t) {
-    EXPECT_EQ(all[t * size_t(f.loaded.config.vocab_size) + size_t(f.tokens[t + 1])], float(expected[t])) << t;
+    const double got = all[t * size_t(f.loaded.config.vocab_size) + size_t(f.tokens[t + 1])];
+    EXPECT_NEAR(got, double(float(expected[t])), 1e-5 * std::max(1.0, std::abs(expected[t]))) << t;
   }
   EXPECT_DOUBLE_EQ(scorer.stored_bits(100), 1600.0);
 }
@@ -186,8 +190,9 @@ TEST(VerifyScoring, Int2ChangesDistributionsAndCountsBits) {
   MethodScorer fp(f.decoder, methods[0], cache), naive(f.decoder, methods[1], cache);
   const std::vector<float> a = fp.log_probs(f.tokens, 0), b = naive.log_probs(f.tokens, 0);
   const int vocab = config.vocab_size;
-  // Positions whose cache has no INT2 token yet (t + 1 − S0 < W + 8) agree; later ones do not.
-  EXPECT_LT(kl_divergence(&a[20 * vocab], &b[20 * vocab], vocab), 1e-9);
+  // Positions whose cache has no INT2 token yet (t + 1 − S0 < W + 8) agree up to rounding (0 with LibTorch
+  // 1.13, 2e-8 with 2.11, whose kernels depend on the call's shape); later ones do not.
+  EXPECT_LT(kl_divergence(&a[20 * vocab], &b[20 * vocab], vocab), 1e-6);
   double later = 0;
   for (size_t t = 40; t < f.tokens.size(); ++t) later += kl_divergence(&a[t * vocab], &b[t * vocab], vocab);
   EXPECT_GT(later, 1e-3);

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Every GPU check of the toolchain in one run, for a GPU machine with CUDA, CMake, Ninja and Python's torch
+# but no apt or network (the `device` machine). Needs .gpu/bundle.tar.xz from scripts/gpu-bundle.sh (this
+# machine's Debian dependencies, the GoogleTest sources, the bundled models and text).
+#   1. scripts/gpu-check.sh: the runtime alone: CUDA tests (bit-exact against the CPU reference) and the
+#      decode benchmark (issue 4; the per-row baselines' CUDA tests run here too, issue 7).
+#   2. The whole toolchain against the torch package's LibTorch with OSCAR_CUDA=ON: the scoring tests (the
+#      CUDA one among them), then oscar-verify --device cuda against --device cpu on a random head_dim-64
+#      Llama (the bundled models' head dims, 8 and 16, are below the CUDA kernels' 64), compared by
+#      scripts/compare-verify-reports.py (issues 5 and 7).
+#
+#   scripts/gpu-full-check.sh [work-dir]      (default /tmp/oscar-gpu)
+#
+# PROFILE_DECODE=1 adds an ncu profile of the decode kernels at 131072 tokens (ncu-decode.txt).
+# Logs and reports go to work-dir/logs, packed into $OUT/gpu-logs.tar.gz when OUT is set. PYTHON (default
+# python3) is the Python whose torch package gives LibTorch; TORCH_CMAKE_PREFIX and TORCH_LIB_DIR override it.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work="${1:-/tmp/oscar-gpu}"
+logs="$work/logs"
+python="${PYTHON:-python3}"
+bundle="$work/bundle"
+sysroot="$bundle/sysroot"
+multiarch=x86_64-linux-gnu
+jobs="$(nproc 2>/dev/null || echo 8)"
+status=0
+mkdir -p "$work" "$logs"
+started=$SECONDS
+stamp() { echo "== [$((SECONDS - started)) s] $*"; }
+
+stamp "unpack ${root}/.gpu/bundle.tar.xz"
+"$python" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$root/.gpu/bundle.tar.xz" "$bundle" || exit 2
+# Tests read ../shared/data beside the checkout.
+if [[ ! -e "$root/../shared/data" ]]; then mkdir -p "$root/../shared" && ln -s "$bundle/data" "$root/../shared/data"; fi
+data="$root/../shared/data"
+
+stamp "environment"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader || true
+"$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cxx11 abi', torch.compiled_with_cxx11_abi())"
+cmake --version | head -1; nvcc --version 2>/dev/null | tail -1 || /usr/local/cuda/bin/nvcc --version | tail -1
+
+if [[ -z "${SKIP_RUNTIME_CHECK:-}" ]]; then
+  stamp "1. runtime alone"
+  GTEST_SOURCE_DIR="$bundle/googletest" "$root/scripts/gpu-check.sh" "$work/build-runtime" 2>&1 | tee "$logs/runtime.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || { status=1; echo "gpu-full-check: runtime check failed"; }
+fi
+
+if [[ -n "${PROFILE_DECODE:-}" && -x "$work/build-runtime/lib/runtime/cuda/bench_runtime_cuda" ]] && command -v ncu >/dev/null; then
+  stamp "1b. ncu: decode kernels at 131072 tokens"
+  ncu --clock-control none --kernel-name regex:decode -c 8 --section SpeedOfLight --section Occupancy \
+    --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    "$work/build-runtime/lib/runtime/cuda/bench_runtime_cuda" 1 131072 > "$logs/ncu-decode.txt" 2>&1
+  grep -E "decode_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Theoretical Occupancy|Block Limit|Grid Size|Stall|Issued Ipc|Warp Cycles Per Issued" "$logs/ncu-decode.txt" | head -80
+fi
+
+stamp "2. whole toolchain: configure"
+torch_cmake="${TORCH_CMAKE_PREFIX:-$("$python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')}"
+torch_lib="${TORCH_LIB_DIR:-$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')}"
+libs="$sysroot/usr/lib/$multiarch"
+export PATH="$bundle/bin:$PATH"
+export PKG_CONFIG_SYSROOT_DIR="$sysroot" PKG_CONFIG_LIBDIR="$libs/pkgconfig:$sysroot/usr/share/pkgconfig"
+nvcc_path="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+build="$work/build-full"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSCAR_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_path" \
+  -DCMAKE_PREFIX_PATH="$sysroot/usr;$torch_cmake" -DOPENSSL_ROOT_DIR="$sysroot/usr" -DZLIB_ROOT="$sysroot/usr" \
+  -DHDF5_C_COMPILER_EXECUTABLE=HDF5_C_COMPILER_EXECUTABLE-NOTFOUND \
+  -DHDF5_CXX_COMPILER_EXECUTABLE=HDF5_CXX_COMPILER_EXECUTABLE-NOTFOUND \
+  -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$libs:$libs/hdf5/serial:$torch_lib" \
+  -DOSCAR_GTEST_SOURCE_DIR="$bundle/googletest" -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST \
+  > "$logs/configure.log" 2>&1
+configured=$?
+grep -E "OSCAR|Torch|CUDA|Found|error|Error" "$logs/configure.log" | head -40
+if [[ $configured -ne 0 ]]; then
+  tail -40 "$logs/configure.log"
+  stamp "configure failed"; [[ -n "${OUT:-}" ]] && tar -C "$work" -czf "$OUT/gpu-logs.tar.gz" logs; exit 1
+fi
+
+stamp "2. whole toolchain: build"
+export LD_LIBRARY_PATH="$libs:$libs/openblas-pthread:$libs/hdf5/serial:$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if ! ninja -C "$build" -j "$jobs" oscar-verify test_verify test_runtime_cuda > "$logs/build.log" 2>&1; then
+  grep -B2 -A12 -m5 "error" "$logs/build.log" | head -80
+  stamp "build failed"; [[ -n "${OUT:-}" ]] && tar -C "$work" -czf "$OUT/gpu-logs.tar.gz" logs; exit 1
+fi
+
+ldd "$build/apps/oscar-verify" | grep "not found" && status=1
+
+stamp "2a. CUDA scoring tests"
+"$build/tests/test_verify" --gtest_filter='VerifyScoring*' 2>&1 | tee "$logs/test_verify.log" | grep -E "^\[|Δ|SKIP|Failure|Expected|Which|actual" | grep -v "^\[ RUN\|^\[       OK\|^\[----" || true
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+if grep -q "SKIPPED" "$logs/test_verify.log"; then echo "gpu-full-check: a CUDA test skipped on a GPU machine"; status=1; fi
+
+stamp "2b. oscar-verify --device cpu vs cuda"
+# The CUDA kernels decode head_dim 64, 128 or 256; the bundled models have 8 and 16. So the comparison runs on
+# a random Llama with head_dim 64 and the 656K model's tokenizer, written by the GPU machine's transformers
+# (seed 0). A random model's distributions are near uniform, so KL is small; the point is CPU = CUDA.
+model="$work/llama-hd64"
+if "$python" - "$model" "$data/models/tinystories-656k" > "$logs/llama-hd64.txt" 2>&1 <<'PY'
+import shutil, sys
+from pathlib import Path
+import torch, transformers
+out, tokenizer = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    shutil.copy(tokenizer / name, out / name)
+torch.manual_seed(0)
+config = transformers.LlamaConfig(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
+                                  head_dim=64, num_hidden_layers=2, vocab_size=2048, max_position_embeddings=512,
+                                  tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+transformers.LlamaForCausalLM(config).save_pretrained(out)
+PY
+then
+  for device in cpu cuda; do
+    begin=$SECONDS
+    "$build/apps/oscar-verify" --model "$model" --quiet --methods fp,naive,hadamard,naive-sym,turboquant-k3v3 \
+      --sink 8 --recent 32 --seed 0 --device "$device" \
+      --eval "$data/text/tinystories_val.txt" --skip-tokens 25000 --max-tokens 4096 \
+      --eval "$data/eval/arc_challenge_test.jsonl" --limit 100 \
+      --report "$logs/verify-hd64-$device.json" > "$logs/verify-hd64-$device.txt" 2>&1
+    rc=$?
+    echo "oscar-verify llama-hd64 --device $device: exit $rc, $((SECONDS - begin)) s"
+    cat "$logs/verify-hd64-$device.txt"
+    [[ $rc -le 1 ]] || status=1
+  done
+  "$python" "$root/scripts/compare-verify-reports.py" "$logs/verify-hd64-cpu.json" "$logs/verify-hd64-cuda.json" \
+    > "$logs/compare-hd64.txt" 2>&1 || status=1
+  cat "$logs/compare-hd64.txt"
+else
+  tail -3 "$logs/llama-hd64.txt"; echo "gpu-full-check: could not write the head_dim-64 model"; status=1
+fi
+
+stamp "done, status $status"
+[[ -n "${OUT:-}" ]] && tar -C "$work" -czf "$OUT/gpu-logs.tar.gz" logs
+exit "$status"

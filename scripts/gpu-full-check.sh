@@ -114,8 +114,8 @@ then
     begin=$SECONDS
     "$build/apps/oscar-verify" --model "$model" --quiet --methods fp,naive,hadamard,naive-sym,turboquant-k3v3 \
       --sink 8 --recent 32 --seed 0 --device "$device" \
-      --eval "$data/text/tinystories_val.txt" --skip-tokens 25000 --max-tokens 4096 \
-      --eval "$data/eval/arc_challenge_test.jsonl" --limit 100 \
+      --eval "$data/text/tinystories_val.txt" --skip-tokens 25000 --max-tokens 2048 \
+      --eval "$data/eval/arc_challenge_test.jsonl" --limit 40 \
       --report "$logs/verify-hd64-$device.json" > "$logs/verify-hd64-$device.txt" 2>&1
     rc=$?
     echo "oscar-verify llama-hd64 --device $device: exit $rc, $((SECONDS - begin)) s"

@@ -7,7 +7,9 @@
 #   2. The whole toolchain against the torch package's LibTorch with OSCAR_CUDA=ON: the scoring tests (the
 #      CUDA one among them), then oscar-verify --device cuda against --device cpu on a random head_dim-64
 #      Llama (the bundled models' head dims, 8 and 16, are below the CUDA kernels' 64), compared by
-#      scripts/compare-verify-reports.py (issues 5 and 7).
+#      scripts/compare-verify-reports.py (issues 5 and 7); then oscar-calibrate --device cuda against
+#      --device cpu on TinyStories-656K, compared by oscar-zoo diff (issue 3). FULL_CTEST=1 then builds
+#      everything and runs the whole test suite against that LibTorch.
 #
 #   scripts/gpu-full-check.sh [work-dir]      (default /tmp/oscar-gpu)
 #
@@ -127,6 +129,51 @@ then
   cat "$logs/compare-hd64.txt"
 else
   tail -3 "$logs/llama-hd64.txt"; echo "gpu-full-check: could not write the head_dim-64 model"; status=1
+fi
+
+stamp "2c. oscar-calibrate --device cpu vs cuda (TinyStories-656K)"
+for device in cpu cuda; do
+  rm -rf "$work/calibrate-$device"
+  begin=$SECONDS
+  "$build/apps/oscar-calibrate" --config "$root/configs/tinystories-656k.toml" --device "$device" \
+    --out "$work/calibrate-$device" -q > "$logs/calibrate-$device.txt" 2>&1
+  rc=$?
+  echo "oscar-calibrate --device $device: exit $rc, $((SECONDS - begin)) s"
+  [[ $rc -eq 0 ]] || { tail -3 "$logs/calibrate-$device.txt"; status=1; }
+done
+if "$build/apps/oscar-zoo" diff --json "$work"/calibrate-cpu/seq* "$work"/calibrate-cuda/seq* > "$logs/calibrate-diff.json"; then
+  # Same data, float32 forwards on two devices, covariances summed in float64: the eigenbases' top-k subspaces
+  # must coincide (overlap ≥ 0.99) and the eigenvalues agree to 1e-3 relative.
+  "$python" - "$logs/calibrate-diff.json" <<'PY' || status=1
+import json, sys
+text = open(sys.argv[1]).read()
+decoder, sets, at = json.JSONDecoder(), [], 0
+while at < len(text):
+    if text[at].isspace():
+        at += 1
+        continue
+    value, at = decoder.raw_decode(text, at)
+    sets.append(value)
+bad = 0
+for entry in sets:
+    for layer in entry["layers"]:
+        ok = min(layer["overlaps"]) >= 0.99 and layer["eigenvalue_difference"] <= 1e-3
+        bad += not ok
+        print(f"{entry['set']:6s} layer {layer['layer_id']} head {layer['head']}: overlaps "
+              f"{' '.join(f'{o:.6f}' for o in layer['overlaps'])}, max |dλ|/|λ| {layer['eigenvalue_difference']:.2e}"
+              f"{'' if ok else '  FAIL'}")
+print("calibration cpu vs cuda:", "ok" if bad == 0 else f"{bad} layers differ")
+sys.exit(1 if bad else 0)
+PY
+else
+  status=1
+fi
+
+if [[ -n "${FULL_CTEST:-}" ]]; then
+  stamp "2d. every test of the suite against LibTorch $("$python" -c 'import torch; print(torch.__version__)')"
+  ninja -C "$build" -j "$jobs" > "$logs/build-all.log" 2>&1 || { tail -20 "$logs/build-all.log"; status=1; }
+  (cd "$build" && ctest -j "$jobs" -E "verify_bundled_quick|compare_methods_quick" > "$logs/ctest.log" 2>&1) || status=1
+  grep -E "tests passed|Failed|\*\*\*" "$logs/ctest.log" | head -40
 fi
 
 stamp "done, status $status"

@@ -11,15 +11,20 @@
 #      --device cpu on TinyStories-656K, compared by oscar-zoo diff (issue 3). FULL_CTEST=1 then builds
 #      everything and runs the whole test suite against that LibTorch.
 #
-#   scripts/gpu-full-check.sh [work-dir]      (default /tmp/oscar-gpu)
+#   scripts/gpu-full-check.sh [--configure-only] [work-dir]      (default /tmp/oscar-gpu)
 #
+# --configure-only unpacks the bundle and configures the whole toolchain against it, then stops (CI's
+# gpu_bundle test does this on a machine without a GPU). BUNDLE overrides the tarball's path.
 # PROFILE_DECODE=1 adds an ncu profile of the decode kernels at 131072 tokens (ncu-decode.txt).
 # Logs and reports go to work-dir/logs, packed into $OUT/gpu-logs.tar.gz when OUT is set. PYTHON (default
 # python3) is the Python whose torch package gives LibTorch; TORCH_CMAKE_PREFIX and TORCH_LIB_DIR override it.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+configure_only=0
+if [[ "${1:-}" == "--configure-only" ]]; then configure_only=1; shift; fi
 work="${1:-/tmp/oscar-gpu}"
+tarball="${BUNDLE:-$root/.gpu/bundle.tar.xz}"
 logs="$work/logs"
 python="${PYTHON:-python3}"
 bundle="$work/bundle"
@@ -31,8 +36,9 @@ mkdir -p "$work" "$logs"
 started=$SECONDS
 stamp() { echo "== [$((SECONDS - started)) s] $*"; }
 
-stamp "unpack ${root}/.gpu/bundle.tar.xz"
-"$python" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$root/.gpu/bundle.tar.xz" "$bundle" || exit 2
+stamp "unpack $tarball"
+rm -rf "$bundle"
+"$python" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$tarball" "$bundle" || exit 2
 # Tests read ../shared/data beside the checkout.
 if [[ ! -e "$root/../shared/data" ]]; then mkdir -p "$root/../shared" && ln -s "$bundle/data" "$root/../shared/data"; fi
 data="$root/../shared/data"
@@ -42,7 +48,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max
 "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cxx11 abi', torch.compiled_with_cxx11_abi())"
 cmake --version | head -1; nvcc --version 2>/dev/null | tail -1 || /usr/local/cuda/bin/nvcc --version | tail -1
 
-if [[ -z "${SKIP_RUNTIME_CHECK:-}" ]]; then
+if [[ -z "${SKIP_RUNTIME_CHECK:-}" && $configure_only -eq 0 ]]; then
   stamp "1. runtime alone"
   GTEST_SOURCE_DIR="$bundle/googletest" "$root/scripts/gpu-check.sh" "$work/build-runtime" 2>&1 | tee "$logs/runtime.log"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || { status=1; echo "gpu-full-check: runtime check failed"; }
@@ -77,6 +83,8 @@ if [[ $configured -ne 0 ]]; then
   tail -40 "$logs/configure.log"
   stamp "configure failed"; [[ -n "${OUT:-}" ]] && tar -C "$work" -czf "$OUT/gpu-logs.tar.gz" logs; exit 1
 fi
+
+if [[ $configure_only -eq 1 ]]; then stamp "configured in $build"; exit 0; fi
 
 stamp "2. whole toolchain: build"
 export LD_LIBRARY_PATH="$libs:$libs/openblas-pthread:$libs/hdf5/serial:$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

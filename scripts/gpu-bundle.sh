@@ -69,17 +69,13 @@ while IFS= read -r library; do  # the loader looks a library up by its soname, n
   soname="$(objdump -p "$library" | awk '$1 == "SONAME" {print $2}')"
   [[ -z "$soname" || -e "$(dirname "$library")/$soname" ]] || place "${library#"$sysroot"}" "$(dirname "$library")/$soname"
 done < <(find "$sysroot" -name '*.so' | sort)
+# pkgconf too: CMake's pkg_check_modules needs a pkg-config program.
+cp -L "$(command -v pkgconf)" "$out/bin/pkg-config"
 while IFS= read -r library; do
   while read -r soname _ resolved _; do
     is_system_library "$soname" || [[ -e "$sysroot$libdir/$soname" ]] || place "$resolved" "$sysroot$libdir/$soname"
   done < <(ldd "$library" | awk '/=> \// {print $1, "=>", $3}')
-done < <(find "$sysroot" -name '*.so' | sort)
-
-# pkgconf (CMake's pkg_check_modules needs a pkg-config program) and its library.
-cp -L "$(command -v pkgconf)" "$out/bin/pkg-config"
-ldd "$(command -v pkgconf)" | awk '/=> \// {print $1, $3}' | while read -r soname resolved; do
-  is_system_library "$soname" || [[ -e "$sysroot$libdir/$soname" ]] || place "$resolved" "$sysroot$libdir/$soname"
-done
+done < <(find "$sysroot" -name '*.so' | sort; echo "$out/bin/pkg-config")
 
 cp -a /usr/src/googletest "$out/googletest"
 data="$root/../shared/data"

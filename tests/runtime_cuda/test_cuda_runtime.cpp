@@ -545,20 +545,24 @@ void run_cache_case(const CacheCase& cc) {
     std::copy(deq.begin(), deq.end(), dense.begin() + std::size_t(cc.sink) * token_floats);
   }
 
-  // Decode attention against dense attention over the same rows.
+  // Decode attention against dense attention over the same rows, with either INT2 decode kernel.
   std::vector<float> q = random_rows(cc.query_heads, d, 3u);
-  std::vector<float> out(q.size());
-  cache.decode(q.data(), cc.query_heads, out.data());
   const std::vector<double> want =
       dense_attention(q, cc.query_heads, keys, values, cc.tokens, hkv, d, prk, prv, std::max(cc.matrices, 1));
-  double worst = 0.0, biggest = 0.0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(out[i]));
-    worst = std::max(worst, std::fabs(double(out[i]) - want[i]));
-    biggest = std::max(biggest, std::fabs(want[i]));
+  for (gpu::DecodeKernel kernel : {gpu::DecodeKernel::kCudaCores, gpu::DecodeKernel::kTensorCores}) {
+    const char* name = kernel == gpu::DecodeKernel::kCudaCores ? "CUDA cores" : "tensor cores";
+    cache.set_decode_kernel(kernel);
+    std::vector<float> out(q.size());
+    cache.decode(q.data(), cc.query_heads, out.data());
+    double worst = 0.0, biggest = 0.0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(out[i])) << name;
+      worst = std::max(worst, std::fabs(double(out[i]) - want[i]));
+      biggest = std::max(biggest, std::fabs(want[i]));
+    }
+    EXPECT_LE(worst, 1e-3 * biggest) << name << ": max |gpu − dense| " << worst << ", max |dense| " << biggest
+                                     << ", " << cache.last_decode_splits() << " splits";
   }
-  EXPECT_LE(worst, 1e-3 * biggest) << "max |gpu − dense| " << worst << ", max |dense| " << biggest << ", "
-                                   << cache.last_decode_splits() << " splits";
 }
 
 TEST(CudaMixedCache, SinkOnly) {
@@ -585,6 +589,13 @@ TEST(CudaMixedCache, HeadDim256Groups64WideGqa) {
   REQUIRE_CUDA_DEVICE();
   // 12 query heads per KV head: two launches of the split kernel (8 + 4).
   run_cache_case({2, 256, 24, 64, 256, 128, 2500, 2, 64, ScaleType::kFloat32, {300}});
+}
+
+TEST(CudaMixedCache, Groups32AtHeadDims128And256) {
+  REQUIRE_CUDA_DEVICE();
+  // The tensor-core kernel's 4 and 8 groups per row (value tiles of one group, key slices summed per group).
+  run_cache_case({8, 128, 32, 64, 256, 64, 6000, 1, 32, ScaleType::kFloat16, {2048}});
+  run_cache_case({2, 256, 8, 8, 32, 16, 1500, 1, 32, ScaleType::kFloat32, {100, 7}});
 }
 
 TEST(CudaMixedCache, NoSinkNoWindow) {

@@ -1,5 +1,7 @@
-// Decode benchmark of the CUDA runtime: INT2 mixed cache against a bf16 cache on the same code path
-// (CudaCacheConfig::full_precision_only), Hq 32, Hkv 8, d 128, batch 1, plus quantisation throughput.
+// Decode benchmark of the CUDA runtime: INT2 mixed cache (both INT2 decode kernels: CUDA cores and tensor
+// cores) against a bf16 cache on the same code path (CudaCacheConfig::full_precision_only), Hq 32, Hkv 8,
+// d 128, batch 1, plus quantisation throughput. "tc/cc diff" is the largest |tensor cores − CUDA cores| of the
+// outputs over the largest |output|: the two kernels must agree to float32 rounding.
 // Usage: bench_runtime_cuda [iterations] [context ...]   (default 50; 4096 32768 100000 131072)
 #include <cuda_runtime_api.h>
 
@@ -120,21 +122,31 @@ int main(int argc, char** argv) {
 
   std::printf("\nHq %d, Hkv %d, d %d, batch 1, %d iterations; INT2: S0 64, W 256, clip 0.96/0.92, float32 scales\n",
               kQueryHeads, kKvHeads, kHeadDim, iterations);
-  std::printf("%8s %10s %10s %8s %12s %8s %12s %8s\n", "context", "int2 us", "bf16 us", "speedup", "int2 GB/s",
-              "of peak", "bf16 GB/s", "of peak");
+  std::printf("%8s %9s %9s %9s %8s %8s %9s %8s %9s %8s %10s\n", "context", "int2cc us", "int2tc us", "bf16 us",
+              "cc spdup", "tc spdup", "cc GB/s", "of peak", "tc GB/s", "of peak", "tc/cc diff");
+  std::vector<float> out_cc(hq.size()), out_tc(hq.size());
   for (std::int64_t context : contexts) {
     CudaMixedCache int2(CudaCacheConfig::make(kKvHeads, kHeadDim, context), rotation.data(), rotation.data(), 1);
     fill(int2, context, k, v);
-    const double int2_ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
-    const double int2_gbs = int2.decode_bytes() / (int2_ms * 1e-3) / 1e9;
+    const double cc_ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    out.download(out_cc.data(), out_cc.size() * sizeof(float));
+    int2.set_decode_kernel(DecodeKernel::kTensorCores);
+    const double tc_ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    out.download(out_tc.data(), out_tc.size() * sizeof(float));
+    double diff = 0.0, largest = 0.0;
+    for (std::size_t i = 0; i < out_cc.size(); ++i) {
+      diff = std::max(diff, double(std::fabs(out_tc[i] - out_cc[i])));
+      largest = std::max(largest, double(std::fabs(out_cc[i])));
+    }
+    const double cc_gbs = int2.decode_bytes() / (cc_ms * 1e-3) / 1e9, tc_gbs = int2.decode_bytes() / (tc_ms * 1e-3) / 1e9;
     CudaMixedCache bf16(CudaCacheConfig::full_precision_only(kKvHeads, kHeadDim, context), rotation.data(),
                         rotation.data(), 1);
     fill(bf16, context, k, v);
     const double bf16_ms = time_decode(bf16, q.as<float>(), out.as<float>(), iterations);
-    const double bf16_gbs = bf16.decode_bytes() / (bf16_ms * 1e-3) / 1e9;
-    std::printf("%8lld %10.1f %10.1f %7.2fx %12.0f %7.0f%% %12.0f %7.0f%%\n", static_cast<long long>(context),
-                int2_ms * 1e3, bf16_ms * 1e3, bf16_ms / int2_ms, int2_gbs, 100.0 * int2_gbs / peak_gbs, bf16_gbs,
-                100.0 * bf16_gbs / peak_gbs);
+    std::printf("%8lld %9.1f %9.1f %9.1f %7.2fx %7.2fx %9.0f %7.0f%% %9.0f %7.0f%% %10.1e\n",
+                static_cast<long long>(context), cc_ms * 1e3, tc_ms * 1e3, bf16_ms * 1e3, bf16_ms / cc_ms,
+                bf16_ms / tc_ms, cc_gbs, 100.0 * cc_gbs / peak_gbs, tc_gbs, 100.0 * tc_gbs / peak_gbs,
+                largest > 0.0 ? diff / largest : diff);
   }
   return 0;
 }

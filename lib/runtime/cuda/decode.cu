@@ -94,14 +94,15 @@ __device__ __forceinline__ void dot_block(const DecodeShared<D>& sh, int j, cons
 }
 
 template <int D>
-__global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, int head_base, int heads) {
+__global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, int head_base, int heads,
+                                                                int first_split) {
   constexpr int NB = D / 4;    // packed bytes per row
   constexpr int NW = D / 16;   // packed 32-bit words per row
   constexpr int NJ = D / 32;   // 32-element blocks; lane owns element lane + 32j of block j
   __shared__ __align__(16) DecodeShared<D> sh;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int h = blockIdx.y, split = blockIdx.x;
+  const int h = blockIdx.y, split = first_split + int(blockIdx.x);
   const int query_heads = p.kv_heads * p.group_heads;
   const int hq0 = h * p.group_heads + head_base;
 
@@ -339,11 +340,14 @@ __global__ void __launch_bounds__(kMaxHeadDim) decode_merge_kernel(DecodeLaunch 
   }
 }
 
+/// Splits first_split … first_split + splits − 1.
 template <int D>
-void launch_split(const DecodeLaunch& p, cudaStream_t stream) {
-  const dim3 grid(unsigned(p.int2_splits + p.fp_splits), unsigned(p.kv_heads));
+void launch_split(const DecodeLaunch& p, int first_split, int splits, cudaStream_t stream) {
+  if (splits == 0) return;
+  const dim3 grid(unsigned(splits), unsigned(p.kv_heads));
   for (int base = 0; base < p.group_heads; base += kMaxGq) {
-    decode_split_kernel<D><<<grid, kThreads, 0, stream>>>(p, base, std::min(kMaxGq, p.group_heads - base));
+    decode_split_kernel<D>
+        <<<grid, kThreads, 0, stream>>>(p, base, std::min(kMaxGq, p.group_heads - base), first_split);
     check_cuda(cudaGetLastError(), "decode split kernel launch");
   }
 }
@@ -352,10 +356,14 @@ void launch_split(const DecodeLaunch& p, cudaStream_t stream) {
 
 void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
+  // Tensor cores take the INT2 splits when asked for and able to; this kernel takes the rest.
+  const bool tensor_cores = p.tensor_cores && int2_mma_decode_supported(p);
+  if (tensor_cores) launch_decode_int2_mma(p, stream);
+  const int first = tensor_cores ? p.int2_splits : 0, splits = p.int2_splits + p.fp_splits - first;
   switch (p.head_dim) {
-    case 64: launch_split<64>(p, stream); break;
-    case 128: launch_split<128>(p, stream); break;
-    case 256: launch_split<256>(p, stream); break;
+    case 64: launch_split<64>(p, first, splits, stream); break;
+    case 128: launch_split<128>(p, first, splits, stream); break;
+    case 256: launch_split<256>(p, first, splits, stream); break;
     default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256, got " + std::to_string(p.head_dim));
   }
   decode_merge_kernel<<<p.kv_heads * p.group_heads, kMaxHeadDim, 0, stream>>>(p, p.int2_splits + p.fp_splits);

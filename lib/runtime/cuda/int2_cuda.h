@@ -82,6 +82,12 @@ void quantize_rows(const float* rows, std::int64_t count, const Int2Config& conf
 void rotate_rows(const float* rows, std::int64_t count, int head_dim, const float* rotation, int heads, int matrices,
                  bool transpose, float* out, Stream stream = nullptr);
 
+/// Which split kernel decodes the INT2 segment. kTensorCores (decode_mma.cu) uses the format's algebra to
+/// multiply raw codes on tensor cores (integer MMAs for the scores, half-precision MMAs for the values); it
+/// needs the same group size for keys and values (otherwise the CUDA-core kernel runs). Both are within float32
+/// rounding of dense attention; kCudaCores is the default until kTensorCores has been measured on a GPU.
+enum class DecodeKernel : std::uint8_t { kCudaCores, kTensorCores };
+
 /// The GPU mixed cache's configuration: the fields of runtime::MixedCacheConfig it supports (bfloat16
 /// full-precision rows only), plus a fixed capacity (all device memory is allocated up front).
 struct CudaCacheConfig {
@@ -93,6 +99,7 @@ struct CudaCacheConfig {
   std::int64_t capacity = 4096;   ///< most tokens the cache will hold
   Int2Config key_int2{128, 128, int2_format::kDefaultKeyClipRatio, ScaleType::kFloat32, Encoding::kMinMax};
   Int2Config value_int2{128, 128, int2_format::kDefaultValueClipRatio, ScaleType::kFloat32, Encoding::kMinMax};
+  DecodeKernel decode_kernel = DecodeKernel::kCudaCores;
 
   /// Defaults for these dimensions (INT2 configs' head_dim and group size set to head_dim).
   static CudaCacheConfig make(int kv_heads, int head_dim, std::int64_t capacity);
@@ -142,6 +149,8 @@ class CudaMixedCache {
                      Stream stream = nullptr);
 
   const CudaCacheConfig& config() const;
+  /// Chooses the INT2 decode kernel for the following decodes (the stored cache does not depend on it).
+  void set_decode_kernel(DecodeKernel kernel);
   std::int64_t size() const;
   std::int64_t sink_size() const;
   std::int64_t int2_size() const;

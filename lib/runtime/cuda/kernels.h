@@ -100,8 +100,15 @@ struct DecodeLaunch {
   const float* value_rotation = nullptr;  ///< [matrices, d, d] or nullptr
   int value_matrices = 1;
   float* out = nullptr;
+  /// INT2 splits on tensor cores (decode_mma.cu) when int2_mma_decode_supported.
+  bool tensor_cores = false;
 };
-/// The split kernel (one launch per ≤ 8 query heads of each KV head), then the merge kernel.
+/// The split kernels (one launch per ≤ 8 query heads of each KV head), then the merge kernel.
 void launch_decode(const DecodeLaunch& p, void* stream);
+/// Whether the tensor-core kernel takes these INT2 splits: d 64, 128 or 256, the same group size for keys and
+/// values.
+bool int2_mma_decode_supported(const DecodeLaunch& p);
+/// The tensor-core split kernel over the INT2 splits 0 … int2_splits − 1 (partials as the CUDA-core kernel's).
+void launch_decode_int2_mma(const DecodeLaunch& p, void* stream);
 
 }  // namespace oscar::runtime::gpu::detail

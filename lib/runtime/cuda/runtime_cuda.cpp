@@ -547,10 +547,12 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   p.value_rotation = m.rotation(1);
   p.value_matrices = m.rotation_matrices;
   p.out = out;
+  p.tensor_cores = c.decode_kernel == DecodeKernel::kTensorCores;
   detail::launch_decode(p, stream);
 }
 
 const CudaCacheConfig& CudaMixedCache::config() const { return impl_->config; }
+void CudaMixedCache::set_decode_kernel(DecodeKernel kernel) { impl_->config.decode_kernel = kernel; }
 std::int64_t CudaMixedCache::size() const { return impl_->sink_size + impl_->int2_size + impl_->recent_size; }
 std::int64_t CudaMixedCache::sink_size() const { return impl_->sink_size; }
 std::int64_t CudaMixedCache::int2_size() const { return impl_->int2_size; }

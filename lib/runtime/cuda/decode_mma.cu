@@ -1,0 +1,424 @@
+// Split decode attention over the INT2 segment on tensor cores (DecodeKernel::kTensorCores). Same grid, same
+// partials (m, l, acc in base 2) as the CUDA-core split kernel of decode.cu, so the merge is shared.
+//
+// Why: the CUDA-core kernel dequantises every element for every query head ((code − zero)·scale, then an FMA
+// per head), which makes it instruction-bound at about 5 % of the H200's bandwidth. Here the format's algebra
+// moves the scales out of the inner products:
+//   q·k̂ = Σ_groups scale·(Σ_j q_j·code_j − zero·Σ_j q_j)       (keys, per token and group)
+//   Σ_t p_t·v̂_t[j] = Σ_t (p_t·scale_t)·code_t[j] − Σ_t p_t·scale_t·zero_t   (values, per group)
+// so the inner products are of raw codes: integer MMAs for the scores (the query as three exact 8-bit limbs,
+// codes as int8 straight from the packed bytes) and half-precision MMAs for the values (codes 0…3 are exact
+// halves; p·scale as a high and a low half, ~22 bits). Register layouts: decode_mma_layout.cuh.
+//
+// Block: 4 warps, one KV head, ≤ 8 query heads, one chunk of the INT2 segment; warps take 16-token tiles in
+// turn and keep their own online softmax; the block combines them in shared memory like decode.cu.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/cuda/decode_mma_layout.cuh"
+#include "runtime/cuda/kernels.h"
+
+namespace oscar::runtime::gpu::detail {
+
+namespace {
+
+using mma::KeyLayout;
+using mma::ValueLayout;
+constexpr int kThreads = kDecodeWarps * 32;
+constexpr int kRows = mma::kRows;
+constexpr float kNegInf = -__builtin_huge_valf();
+constexpr unsigned kFullMask = 0xffffffffu;
+
+template <int D>
+struct MmaShared {
+  int q[kRows][D];                 // the queries as integers, largest magnitude 2^22
+  float q_scale[kRows];            // q ≈ q_scale·Q
+  int q_block_sum[kRows][D / 32];  // Σ Q over each 32-dim block (a group is 1, 2 or d/32 blocks)
+  float wm[kDecodeWarps][kRows];
+  float wl[kDecodeWarps][kRows];
+  float wz[kDecodeWarps][kRows][D / 32];
+  float wf[kDecodeWarps];
+  float acc[kRows][D];
+};
+
+__device__ __forceinline__ void mma_s8(int (&c)[4], std::uint32_t a0, std::uint32_t a2, std::uint32_t b0,
+                                       std::uint32_t b1) {
+  // Rows 8…15 of A (registers a1, a3) are zero: ≤ 8 query heads per launch.
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                        std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// Two codes (low and high 16 bits) as a half2 of exact values 0…3: 0x6400 | c is the half 1024 + c.
+__device__ __forceinline__ std::uint32_t codes_to_half2(std::uint32_t pair) {
+  const __half2 magic = __halves2half2(__ushort_as_half(0x6400), __ushort_as_half(0x6400));
+  const std::uint32_t biased = pair | 0x64006400u;
+  const __half2 value = __hsub2(*reinterpret_cast<const __half2*>(&biased), magic);
+  return *reinterpret_cast<const std::uint32_t*>(&value);
+}
+
+/// (x, y) as the high halves and the rounding remainders as the low halves: x ≈ hi + lo to ~22 bits.
+__device__ __forceinline__ void split_half2(float x, float y, std::uint32_t& hi, std::uint32_t& lo) {
+  const __half2 h = __floats2half2_rn(x, y);
+  const __half2 l = __floats2half2_rn(x - __low2float(h), y - __high2float(h));
+  hi = *reinterpret_cast<const std::uint32_t*>(&h);
+  lo = *reinterpret_cast<const std::uint32_t*>(&l);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
+  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(kFullMask, v, 1);
+  return v + __shfl_xor_sync(kFullMask, v, 2);
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
+  return v;
+}
+__device__ __forceinline__ int warp_sum(int v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float load_scale(const void* base, std::int64_t index, bool float16) {
+  if (float16) return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[index]));
+  return static_cast<const float*>(base)[index];
+}
+
+/// Page-pool row of INT2 token t of KV head h.
+__device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int64_t t, int h) {
+  const std::int64_t page = p.page_table[t / p.page_tokens];
+  return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
+}
+
+/// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
+struct TileRows {
+  std::int64_t base = 0;  // pages of a multiple of 16 tokens: the tile is contiguous
+  bool contiguous = false;
+  __device__ TileRows(const DecodeLaunch& p, std::int64_t t0, int h)
+      : base(int2_row(p, t0, h)), contiguous(p.page_tokens % mma::kTileTokens == 0) {}
+  __device__ std::int64_t row(const DecodeLaunch& p, std::int64_t t0, int x, std::int64_t end, int h) const {
+    if (t0 + x >= end) return base;
+    return contiguous ? base + x : int2_row(p, t0 + x, h);
+  }
+};
+
+/// The lane's words of a packed key row (KeyLayout<D>::loaded_word).
+template <int D>
+__device__ __forceinline__ void load_key_words(const std::uint8_t* row, int r,
+                                               std::uint32_t (&w)[KeyLayout<D>::kLaneWords]) {
+  const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(row);
+  if constexpr (D == 64) {
+    w[0] = words[r];
+  } else {
+#pragma unroll
+    for (int i = 0; i < KeyLayout<D>::kLaneWords; i += 2) {
+      const uint2 v = *reinterpret_cast<const uint2*>(words + KeyLayout<D>::loaded_word(r, i));
+      w[i] = v.x;
+      w[i + 1] = v.y;
+    }
+  }
+}
+
+/// The lane's bytes of a packed value row (ValueLayout<D>::byte), low bytes first.
+template <int D>
+__device__ __forceinline__ void load_value_words(const std::uint8_t* row, int g,
+                                                 std::uint32_t (&w)[ValueLayout<D>::kWords]) {
+  if constexpr (D == 64) {
+    w[0] = reinterpret_cast<const std::uint16_t*>(row)[g];
+  } else {
+    const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(row);
+#pragma unroll
+    for (int i = 0; i < ValueLayout<D>::kWords; ++i) w[i] = words[8 * i + g];
+  }
+}
+
+/// Queries of the launch's heads as integers in shared memory (rows ≥ heads are zero), their scales and sums
+/// per 32-dim block. Warp w takes heads w, w+4.
+template <int D>
+__device__ void prepare_queries(const DecodeLaunch& p, int hq0, int heads, MmaShared<D>& sh) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int hh = warp; hh < kRows; hh += kDecodeWarps) {
+    const float* q = p.q + std::int64_t(hq0 + hh) * D;
+    float largest = 0.0f;
+    for (int e = lane; e < D; e += 32) largest = fmaxf(largest, hh < heads ? fabsf(q[e]) : 0.0f);
+    largest = warp_max(largest);
+    const float to_int = largest > 0.0f ? mma::kQueryMagnitude / largest : 0.0f;
+    for (int b = 0; b < D / 32; ++b) {
+      const int e = 32 * b + lane;
+      const int value = hh < heads ? __float2int_rn(q[e] * to_int) : 0;
+      sh.q[hh][e] = value;
+      const int sum = warp_sum(value);
+      if (lane == 0) sh.q_block_sum[hh][b] = sum;
+    }
+    if (lane == 0) sh.q_scale[hh] = largest / mma::kQueryMagnitude;
+  }
+}
+
+template <int D, int NG>
+__global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
+  using KL = KeyLayout<D>;
+  using VL = ValueLayout<D>;
+  constexpr int kSlicesPerGroup = KL::kSlices / NG;
+  constexpr int kBlocksPerGroup = (D / 32) / NG;
+  constexpr int NB = D / 4;
+  __shared__ __align__(16) MmaShared<D> sh;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
+  const int h = blockIdx.y, split = blockIdx.x;
+  const int query_heads = p.kv_heads * p.group_heads;
+  const int hq0 = h * p.group_heads + head_base;
+
+  prepare_queries<D>(p, hq0, heads, sh);
+  __syncthreads();
+
+  // The lane's query fragments (head g) and its sums per key group.
+  std::uint32_t qa[KL::kSlices][3][2];
+#pragma unroll
+  for (int s = 0; s < KL::kSlices; ++s) {
+#pragma unroll
+    for (int l = 0; l < 3; ++l) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) qa[s][l][j] = mma::query_fragment<D>(sh.q[g], s, r, j, l);
+    }
+  }
+  float q_group_sum[NG];
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi) {
+    int sum = 0;
+    for (int b = 0; b < kBlocksPerGroup; ++b) sum += sh.q_block_sum[g][gi * kBlocksPerGroup + b];
+    q_group_sum[gi] = float(sum);
+  }
+  const float score_factor = sh.q_scale[g] * p.score_scale_log2;
+
+  const std::int64_t begin = std::int64_t(split) * p.int2_chunk;
+  const std::int64_t end = min(p.int2_tokens, begin + p.int2_chunk);
+
+  float m = kNegInf, l = 0.0f, value_factor = 1.0f;  // running max (base 2), lane's share of the sum, acc unit
+  float acc[VL::kTiles][4];
+  float zero_sum[NG];
+#pragma unroll
+  for (int t = 0; t < VL::kTiles; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = 0.0f;
+
+  for (std::int64_t t0 = begin + mma::kTileTokens * warp; t0 < end; t0 += mma::kTileTokens * kDecodeWarps) {
+    const TileRows rows(p, t0, h);
+
+    // Loads: key codes of tokens g and 8+g; value codes and both kinds' scales of the lane's tokens.
+    std::uint32_t kw[2][KL::kLaneWords];
+#pragma unroll
+    for (int n = 0; n < 2; ++n) load_key_words<D>(p.k_codes + rows.row(p, t0, 8 * n + g, end, h) * NB, r, kw[n]);
+    std::uint32_t vw[4][VL::kWords];
+    float ks[4][NG], kz[4][NG], vs[4][NG], vz[4][NG];
+    bool valid[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int x = mma::lane_token(r, i);
+      valid[i] = t0 + x < end;
+      const std::int64_t row = rows.row(p, t0, x, end, h);
+      load_value_words<D>(p.v_codes + row * NB, g, vw[i]);
+#pragma unroll
+      for (int gi = 0; gi < NG; ++gi) {
+        ks[i][gi] = load_scale(p.k_scales, row * NG + gi, p.k_float16);
+        kz[i][gi] = load_scale(p.k_zeros, row * NG + gi, p.k_float16);
+        vs[i][gi] = load_scale(p.v_scales, row * NG + gi, p.v_float16);
+        vz[i][gi] = load_scale(p.v_zeros, row * NG + gi, p.v_float16);
+      }
+    }
+
+    // Scores of head g for the lane's tokens, base 2.
+    float score[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      int dot[3][2][4] = {};
+#pragma unroll
+      for (int s = gi * kSlicesPerGroup; s < (gi + 1) * kSlicesPerGroup; ++s) {
+#pragma unroll
+        for (int n = 0; n < 2; ++n) {
+          const std::uint32_t b0 = KL::codes(kw[n], s, 0), b1 = KL::codes(kw[n], s, 1);
+#pragma unroll
+          for (int limb = 0; limb < 3; ++limb) mma_s8(dot[limb][n], qa[s][limb][0], qa[s][limb][1], b0, b1);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int n = i / 2, c = i % 2;
+        const float qk = fmaf(float(dot[2][n][c]), 65536.0f, fmaf(float(dot[1][n][c]), 256.0f, float(dot[0][n][c])));
+        score[i] = fmaf(ks[i][gi], qk - kz[i][gi] * q_group_sum[gi], score[i]);
+      }
+    }
+
+    // Online softmax (head g; the quad's four lanes hold the tile's 16 tokens).
+    float tile_max = kNegInf;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      score[i] = valid[i] ? score[i] * score_factor : kNegInf;
+      tile_max = fmaxf(tile_max, score[i]);
+    }
+    const float m_new = fmaxf(m, quad_max(tile_max));  // finite: token t0 is valid
+    const float alpha = exp2f(m - m_new);             // 0 on the warp's first tile
+    float pr[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      pr[i] = valid[i] ? exp2f(score[i] - m_new) : 0.0f;
+      l = fmaf(l, i == 0 ? alpha : 1.0f, pr[i]);
+    }
+    m = m_new;
+
+    // Values: P' = p·scale / (the tile's largest scale), so that P' ≤ 1 fits a half; acc is kept in units of
+    // that largest scale (value_factor), rescaled with alpha at each tile.
+    float largest_scale = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+      for (int gi = 0; gi < NG; ++gi) largest_scale = fmaxf(largest_scale, vs[i][gi]);
+    }
+    largest_scale = quad_max(largest_scale);
+    if (!(largest_scale > 0.0f)) largest_scale = 1.0f;
+    const float alpha_col0 = __shfl_sync(kFullMask, alpha, 8 * r);  // heads 2r and 2r+1: columns of acc
+    const float alpha_col1 = __shfl_sync(kFullMask, alpha, 8 * r + 4);
+    const float carry = value_factor / largest_scale;
+    value_factor = largest_scale;
+#pragma unroll
+    for (int t = 0; t < VL::kTiles; ++t) {
+      acc[t][0] *= alpha_col0 * carry;
+      acc[t][1] *= alpha_col1 * carry;
+      acc[t][2] *= alpha_col0 * carry;
+      acc[t][3] *= alpha_col1 * carry;
+    }
+    const float inverse_scale = 1.0f / largest_scale;
+    std::uint32_t p_hi[NG][2], p_lo[NG][2];
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      float z = 0.0f, x[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float weighted = pr[i] * vs[i][gi];
+        z = fmaf(weighted, vz[i][gi], z);
+        x[i] = weighted * inverse_scale;
+      }
+      zero_sum[gi] = fmaf(zero_sum[gi], alpha, z);
+      split_half2(x[0], x[1], p_hi[gi][0], p_lo[gi][0]);
+      split_half2(x[2], x[3], p_hi[gi][1], p_lo[gi][1]);
+    }
+#pragma unroll
+    for (int pair = 0; pair < VL::kPairs; ++pair) {
+      const std::uint32_t first = VL::pair_bytes(vw[0], vw[1], pair), second = VL::pair_bytes(vw[2], vw[3], pair);
+#pragma unroll
+      for (int quarter = 0; quarter < 4; ++quarter) {
+        const int t = VL::tile(pair, quarter);
+        const int gi = VL::group32(t) * NG / (D / 32);
+        const std::uint32_t a[4] = {codes_to_half2(VL::code_pair(first, quarter, 0)),
+                                    codes_to_half2(VL::code_pair(first, quarter, 1)),
+                                    codes_to_half2(VL::code_pair(second, quarter, 0)),
+                                    codes_to_half2(VL::code_pair(second, quarter, 1))};
+        mma_f16(acc[t], a, p_hi[gi][0], p_hi[gi][1]);
+        mma_f16(acc[t], a, p_lo[gi][0], p_lo[gi][1]);
+      }
+    }
+  }
+
+  // The warp's partial: l and the zero terms summed over the quad; then the block's warps combined.
+  l = quad_sum(l);
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = quad_sum(zero_sum[gi]);
+  if (r == 0) {
+    sh.wm[warp][g] = m;
+    sh.wl[warp][g] = l;
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) sh.wz[warp][g][gi] = zero_sum[gi];
+  }
+  if (lane == 0) sh.wf[warp] = value_factor;
+  for (int i = threadIdx.x; i < kRows * D; i += kThreads) (&sh.acc[0][0])[i] = 0.0f;
+  __syncthreads();
+
+  for (int w = 0; w < kDecodeWarps; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int t = 0; t < VL::kTiles; ++t) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int head = 2 * r + c % 2, dim = VL::dim(t, g + 8 * (c / 2));
+          if (head < heads) {
+            float block_max = kNegInf;
+            for (int v = 0; v < kDecodeWarps; ++v) block_max = fmaxf(block_max, sh.wm[v][head]);
+            const float mw = sh.wm[w][head];
+            const float factor = mw == kNegInf ? 0.0f : exp2f(mw - block_max);
+            const float value = acc[t][c] * sh.wf[w] - sh.wz[w][head][dim / (D / NG)];
+            sh.acc[head][dim] += factor * value;
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  for (int i = threadIdx.x; i < heads * D; i += kThreads) {
+    const int hh = i / D, e = i % D;
+    p.part_acc[(std::int64_t(split) * query_heads + hq0 + hh) * D + e] = sh.acc[hh][e];
+  }
+  if (threadIdx.x < heads) {
+    const int hh = threadIdx.x;
+    float block_max = kNegInf;
+    for (int w = 0; w < kDecodeWarps; ++w) block_max = fmaxf(block_max, sh.wm[w][hh]);
+    float sum = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      if (sh.wm[w][hh] != kNegInf) sum += sh.wl[w][hh] * exp2f(sh.wm[w][hh] - block_max);
+    }
+    p.part_m[std::int64_t(split) * query_heads + hq0 + hh] = block_max;
+    p.part_l[std::int64_t(split) * query_heads + hq0 + hh] = sum;
+  }
+}
+
+template <int D, int NG>
+void launch_groups(const DecodeLaunch& p, cudaStream_t stream) {
+  const dim3 grid(unsigned(p.int2_splits), unsigned(p.kv_heads));
+  for (int base = 0; base < p.group_heads; base += kRows) {
+    const int heads = p.group_heads - base < kRows ? p.group_heads - base : kRows;
+    decode_int2_mma_kernel<D, NG><<<grid, kThreads, 0, stream>>>(p, base, heads);
+    check_cuda(cudaGetLastError(), "tensor-core decode kernel launch");
+  }
+}
+
+template <int D>
+void launch_head_dim(const DecodeLaunch& p, cudaStream_t stream) {
+  const int groups = D / p.k_group_size;
+  if (groups == 1) return launch_groups<D, 1>(p, stream);
+  if (groups == D / 64) return launch_groups<D, (D / 64 > 1 ? D / 64 : 1)>(p, stream);
+  return launch_groups<D, D / 32>(p, stream);
+}
+
+}  // namespace
+
+bool int2_mma_decode_supported(const DecodeLaunch& p) {
+  const bool head_dim = p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256;
+  return head_dim && p.k_group_size == p.v_group_size && p.int2_splits > 0;
+}
+
+void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
+  const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
+  switch (p.head_dim) {
+    case 64: launch_head_dim<64>(p, stream); break;
+    case 128: launch_head_dim<128>(p, stream); break;
+    case 256: launch_head_dim<256>(p, stream); break;
+    default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256");
+  }
+}
+
+}  // namespace oscar::runtime::gpu::detail

@@ -84,8 +84,9 @@ void rotate_rows(const float* rows, std::int64_t count, int head_dim, const floa
 
 /// Which split kernel decodes the INT2 segment. kTensorCores (decode_mma.cu) uses the format's algebra to
 /// multiply raw codes on tensor cores (integer MMAs for the scores, half-precision MMAs for the values); it
-/// needs the same group size for keys and values (otherwise the CUDA-core kernel runs). Both are within float32
-/// rounding of dense attention; kCudaCores is the default until kTensorCores has been measured on a GPU.
+/// needs the same group size for keys and values (otherwise the CUDA-core kernel runs), and its merge reads the
+/// splits' partials in parallel. Both are within float32 rounding of dense attention; kCudaCores is the
+/// default until kTensorCores has been measured on a GPU.
 enum class DecodeKernel : std::uint8_t { kCudaCores, kTensorCores };
 
 /// The GPU mixed cache's configuration: the fields of runtime::MixedCacheConfig it supports (bfloat16

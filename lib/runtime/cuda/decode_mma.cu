@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "runtime/cuda/decode_mma_layout.cuh"
 #include "runtime/cuda/kernels.h"
@@ -46,7 +47,7 @@ struct MmaShared {
 __device__ __forceinline__ void mma_s8(int (&c)[4], std::uint32_t a0, std::uint32_t a2, std::uint32_t b0,
                                        std::uint32_t b1) {
   // Rows 8…15 of A (registers a1, a3) are zero: ≤ 8 query heads per launch.
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
@@ -54,7 +55,7 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], std::uint32_t a0, std::uint3
 
 __device__ __forceinline__ void mma_f16(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
                                         std::uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -108,10 +109,10 @@ __device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int
 
 /// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
 struct TileRows {
-  std::int64_t base = 0;  // pages of a multiple of 16 tokens: the tile is contiguous
-  bool contiguous = false;
+  std::int64_t base = 0;
+  bool contiguous = false;  // the tile lies in one page: its rows follow each other
   __device__ TileRows(const DecodeLaunch& p, std::int64_t t0, int h)
-      : base(int2_row(p, t0, h)), contiguous(p.page_tokens % mma::kTileTokens == 0) {}
+      : base(int2_row(p, t0, h)), contiguous(t0 % p.page_tokens + mma::kTileTokens <= p.page_tokens) {}
   __device__ std::int64_t row(const DecodeLaunch& p, std::int64_t t0, int x, std::int64_t end, int h) const {
     if (t0 + x >= end) return base;
     return contiguous ? base + x : int2_row(p, t0 + x, h);
@@ -158,7 +159,8 @@ __device__ void prepare_queries(const DecodeLaunch& p, int hq0, int heads, MmaSh
     float largest = 0.0f;
     for (int e = lane; e < D; e += 32) largest = fmaxf(largest, hh < heads ? fabsf(q[e]) : 0.0f);
     largest = warp_max(largest);
-    const float to_int = largest > 0.0f ? mma::kQueryMagnitude / largest : 0.0f;
+    // Below 2^-100 the factor would overflow; such a query scores 0 against any stored key anyway.
+    const float to_int = largest >= 0x1p-100f ? mma::kQueryMagnitude / largest : 0.0f;
     for (int b = 0; b < D / 32; ++b) {
       const int e = 32 * b + lane;
       const int value = hh < heads ? __float2int_rn(q[e] * to_int) : 0;
@@ -166,7 +168,7 @@ __device__ void prepare_queries(const DecodeLaunch& p, int hq0, int heads, MmaSh
       const int sum = warp_sum(value);
       if (lane == 0) sh.q_block_sum[hh][b] = sum;
     }
-    if (lane == 0) sh.q_scale[hh] = largest / mma::kQueryMagnitude;
+    if (lane == 0) sh.q_scale[hh] = to_int > 0.0f ? largest / mma::kQueryMagnitude : 0.0f;
   }
 }
 
@@ -398,20 +400,23 @@ void launch_groups(const DecodeLaunch& p, cudaStream_t stream) {
 
 template <int D>
 void launch_head_dim(const DecodeLaunch& p, cudaStream_t stream) {
-  const int groups = D / p.k_group_size;
-  if (groups == 1) return launch_groups<D, 1>(p, stream);
-  if (groups == D / 64) return launch_groups<D, (D / 64 > 1 ? D / 64 : 1)>(p, stream);
+  if (p.k_group_size == D) return launch_groups<D, 1>(p, stream);
+  if (p.k_group_size == 64) return launch_groups<D, D / 64>(p, stream);
   return launch_groups<D, D / 32>(p, stream);
 }
 
 }  // namespace
 
 bool int2_mma_decode_supported(const DecodeLaunch& p) {
-  const bool head_dim = p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256;
-  return head_dim && p.k_group_size == p.v_group_size && p.int2_splits > 0;
+  const int d = p.head_dim, g = p.k_group_size;
+  const bool head_dim = d == 64 || d == 128 || d == 256;
+  const bool groups = (g == d || g == 64 || g == 32) && g <= d && p.v_group_size == g;
+  // Tiles of 16 tokens start at multiples of 16 within a chunk.
+  return head_dim && groups && p.int2_splits > 0 && p.int2_chunk % mma::kTileTokens == 0;
 }
 
 void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
+  if (!int2_mma_decode_supported(p)) throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   switch (p.head_dim) {
     case 64: launch_head_dim<64>(p, stream); break;

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "runtime/cuda/decode_common.cuh"
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail {
@@ -27,7 +28,10 @@ namespace {
 
 constexpr int kThreads = kDecodeWarps * 32;
 constexpr int kMaxGq = kDecodeMaxGroupHeads;
-constexpr float kNegInf = -__builtin_huge_valf();
+using decode::int2_row;
+using decode::kNegInf;
+using decode::load_scale;
+using decode::warp_max;
 constexpr int kMergeThreads = kMaxHeadDim;  // d ∈ {64, 128, 256} divides it: 4, 2 or 1 slices of splits
 constexpr int kMergeTile = 1024;            // splits whose weights sit in shared memory at a time
 
@@ -44,28 +48,14 @@ struct DecodeShared {
   float wl[kDecodeWarps][kMaxGq];
 };
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-__device__ __forceinline__ float load_scale(const void* base, std::int64_t index, bool float16) {
-  if (float16) return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[index]));
-  return static_cast<const float*>(base)[index];
-}
 __device__ __forceinline__ float bf16_bits_to_float(std::uint32_t bits16) { return __uint_as_float(bits16 << 16); }
 
-/// Row index of INT2 token t of head h in the page pools.
-__device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int64_t t, int h) {
-  const std::int64_t page = p.page_table[t / p.page_tokens];
-  return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
-}
 
 /// bf16 row of full-precision token t (sink first, then the recent ring) of head h.
 template <int D>
@@ -105,7 +95,6 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int h = blockIdx.y, split = first_split + int(blockIdx.x);
-  const int query_heads = p.kv_heads * p.group_heads;
   const int hq0 = h * p.group_heads + head_base;
 
   for (int i = threadIdx.x; i < kMaxGq * D; i += kThreads) {
@@ -289,21 +278,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
     __syncthreads();
   }
 
-  for (int i = threadIdx.x; i < heads * D; i += kThreads) {
-    const int hh = i / D, e = i % D;
-    p.part_acc[(std::int64_t(split) * query_heads + hq0 + hh) * D + e] = sh.acc[hh][e];
-  }
-  if (threadIdx.x < heads) {
-    const int hh = threadIdx.x;
-    float block_max = kNegInf;
-    for (int w = 0; w < kDecodeWarps; ++w) block_max = fmaxf(block_max, sh.wm[w][hh]);
-    float sum = 0.0f;
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      if (sh.wm[w][hh] != kNegInf) sum += sh.wl[w][hh] * exp2f(sh.wm[w][hh] - block_max);
-    }
-    p.part_m[std::int64_t(split) * query_heads + hq0 + hh] = block_max;
-    p.part_l[std::int64_t(split) * query_heads + hq0 + hh] = sum;
-  }
+  decode::write_split_partials<D>(p, split, hq0, heads, &sh.acc[0][0], &sh.wm[0][0], &sh.wl[0][0]);
 }
 
 /// out[hq] = o·R_Vᵀ (y[j] = Σ_i o[i]·R[j][i]) or o without a rotation; o in shared memory, all threads.

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "runtime/cuda/decode_common.cuh"
 #include "runtime/cuda/decode_mma_layout.cuh"
 #include "runtime/cuda/kernels.h"
 
@@ -29,7 +30,11 @@ using mma::KeyLayout;
 using mma::ValueLayout;
 constexpr int kThreads = kDecodeWarps * 32;
 constexpr int kRows = mma::kRows;
-constexpr float kNegInf = -__builtin_huge_valf();
+using decode::int2_row;
+using decode::kNegInf;
+using decode::load_scale;
+using decode::warp_max;
+static_assert(mma::kRows == decode::kHeads, "the partials' layout assumes 8 query heads per launch");
 constexpr unsigned kFullMask = 0xffffffffu;
 
 template <int D>
@@ -85,27 +90,13 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(kFullMask, v, 1);
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
 __device__ __forceinline__ int warp_sum(int v) {
 #pragma unroll
   for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
   return v;
 }
 
-__device__ __forceinline__ float load_scale(const void* base, std::int64_t index, bool float16) {
-  if (float16) return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[index]));
-  return static_cast<const float*>(base)[index];
-}
 
-/// Page-pool row of INT2 token t of KV head h.
-__device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int64_t t, int h) {
-  const std::int64_t page = p.page_table[t / p.page_tokens];
-  return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
-}
 
 /// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
 struct TileRows {
@@ -183,7 +174,6 @@ __global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch 
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
   const int h = blockIdx.y, split = blockIdx.x;
-  const int query_heads = p.kv_heads * p.group_heads;
   const int hq0 = h * p.group_heads + head_base;
 
   prepare_queries<D>(p, hq0, heads, sh);
@@ -371,21 +361,7 @@ __global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch 
     __syncthreads();
   }
 
-  for (int i = threadIdx.x; i < heads * D; i += kThreads) {
-    const int hh = i / D, e = i % D;
-    p.part_acc[(std::int64_t(split) * query_heads + hq0 + hh) * D + e] = sh.acc[hh][e];
-  }
-  if (threadIdx.x < heads) {
-    const int hh = threadIdx.x;
-    float block_max = kNegInf;
-    for (int w = 0; w < kDecodeWarps; ++w) block_max = fmaxf(block_max, sh.wm[w][hh]);
-    float sum = 0.0f;
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      if (sh.wm[w][hh] != kNegInf) sum += sh.wl[w][hh] * exp2f(sh.wm[w][hh] - block_max);
-    }
-    p.part_m[std::int64_t(split) * query_heads + hq0 + hh] = block_max;
-    p.part_l[std::int64_t(split) * query_heads + hq0 + hh] = sum;
-  }
+  decode::write_split_partials<D>(p, split, hq0, heads, &sh.acc[0][0], &sh.wm[0][0], &sh.wl[0][0]);
 }
 
 template <int D, int NG>

@@ -1,0 +1,60 @@
+// Device helpers shared by the split decode kernels (decode.cu: CUDA cores; decode_mma.cu: tensor cores). CUDA
+// only. Both kernels write the same partials, so the merge does not depend on which one ran.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/cuda/kernels.h"
+
+namespace oscar::runtime::gpu::detail::decode {
+
+inline constexpr float kNegInf = -__builtin_huge_valf();
+inline constexpr int kHeads = kDecodeMaxGroupHeads;  ///< query heads per launch
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// A stored scale or zero (float16 or float32) as a float.
+__device__ __forceinline__ float load_scale(const void* base, std::int64_t index, bool float16) {
+  if (float16) return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[index]));
+  return static_cast<const float*>(base)[index];
+}
+
+/// Row index of INT2 token t of KV head h in the page pools.
+__device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int64_t t, int h) {
+  const std::int64_t page = p.page_table[t / p.page_tokens];
+  return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
+}
+
+/// The block's partial for split `split` and query heads hq0 … hq0+heads−1: acc [kHeads][D] already combined
+/// over the warps (relative to the block max), and each warp's max and sum, warp_max/warp_sum [warps][kHeads].
+/// All threads of the block call it after a barrier.
+template <int D>
+__device__ void write_split_partials(const DecodeLaunch& p, int split, int hq0, int heads, const float* acc,
+                                     const float* warp_maxima, const float* warp_sums) {
+  const int query_heads = p.kv_heads * p.group_heads;
+  for (int i = threadIdx.x; i < heads * D; i += blockDim.x) {
+    const int hh = i / D, e = i % D;
+    p.part_acc[(std::int64_t(split) * query_heads + hq0 + hh) * D + e] = acc[hh * D + e];
+  }
+  if (int(threadIdx.x) < heads) {
+    const int hh = threadIdx.x;
+    float block_max = kNegInf;
+    for (int w = 0; w < kDecodeWarps; ++w) block_max = fmaxf(block_max, warp_maxima[w * kHeads + hh]);
+    float sum = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float m = warp_maxima[w * kHeads + hh];
+      if (m != kNegInf) sum += warp_sums[w * kHeads + hh] * exp2f(m - block_max);
+    }
+    p.part_m[std::int64_t(split) * query_heads + hq0 + hh] = block_max;
+    p.part_l[std::int64_t(split) * query_heads + hq0 + hh] = sum;
+  }
+}
+
+}  // namespace oscar::runtime::gpu::detail::decode

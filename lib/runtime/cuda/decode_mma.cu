@@ -42,6 +42,8 @@ struct MmaShared {
   int q[kRows][D];                 // the queries as integers, largest magnitude 2^22
   float q_scale[kRows];            // q ≈ q_scale·Q
   int q_block_sum[kRows][D / 32];  // Σ Q over each 32-dim block (a group is 1, 2 or d/32 blocks)
+  // Every lane's query fragments [slice][limb][register][lane] (in shared memory: registers bound occupancy).
+  std::uint32_t q_fragment[KeyLayout<D>::kSlices][3][2][32];
   float wm[kDecodeWarps][kRows];
   float wl[kDecodeWarps][kRows];
   float wz[kDecodeWarps][kRows][D / 32];
@@ -163,13 +165,45 @@ __device__ void prepare_queries(const DecodeLaunch& p, int hq0, int heads, MmaSh
   }
 }
 
+/// What a lane reads for one 16-token tile: key codes of tokens g and 8+g; value codes and both kinds' scales
+/// and zeros of its tokens lane_token(r, 0…3).
 template <int D, int NG>
-__global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
+struct TileLoad {
+  std::uint32_t key_words[2][KeyLayout<D>::kLaneWords];
+  std::uint32_t value_words[4][ValueLayout<D>::kWords];
+  float key_scale[4][NG], key_zero[4][NG], value_scale[4][NG], value_zero[4][NG];
+  bool valid[4];
+};
+
+template <int D, int NG>
+__device__ __forceinline__ void load_tile(const DecodeLaunch& p, std::int64_t t0, std::int64_t end, int h, int g,
+                                          int r, TileLoad<D, NG>& tile) {
+  constexpr int NB = D / 4;
+  const TileRows rows(p, t0, h);
+#pragma unroll
+  for (int n = 0; n < 2; ++n) load_key_words<D>(p.k_codes + rows.row(p, t0, 8 * n + g, end, h) * NB, r, tile.key_words[n]);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int x = mma::lane_token(r, i);
+    tile.valid[i] = t0 + x < end;
+    const std::int64_t row = rows.row(p, t0, x, end, h);
+    load_value_words<D>(p.v_codes + row * NB, g, tile.value_words[i]);
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      tile.key_scale[i][gi] = load_scale(p.k_scales, row * NG + gi, p.k_float16);
+      tile.key_zero[i][gi] = load_scale(p.k_zeros, row * NG + gi, p.k_float16);
+      tile.value_scale[i][gi] = load_scale(p.v_scales, row * NG + gi, p.v_float16);
+      tile.value_zero[i][gi] = load_scale(p.v_zeros, row * NG + gi, p.v_float16);
+    }
+  }
+}
+
+template <int D, int NG>
+__global__ void __launch_bounds__(kThreads, 3) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
   using KL = KeyLayout<D>;
   using VL = ValueLayout<D>;
   constexpr int kSlicesPerGroup = KL::kSlices / NG;
   constexpr int kBlocksPerGroup = (D / 32) / NG;
-  constexpr int NB = D / 4;
   __shared__ __align__(16) MmaShared<D> sh;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
@@ -179,16 +213,15 @@ __global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch 
   prepare_queries<D>(p, hq0, heads, sh);
   __syncthreads();
 
-  // The lane's query fragments (head g) and its sums per key group.
-  std::uint32_t qa[KL::kSlices][3][2];
-#pragma unroll
-  for (int s = 0; s < KL::kSlices; ++s) {
-#pragma unroll
-    for (int l = 0; l < 3; ++l) {
-#pragma unroll
-      for (int j = 0; j < 2; ++j) qa[s][l][j] = mma::query_fragment<D>(sh.q[g], s, r, j, l);
+  // The lanes' query fragments (head g), and the lane's query sums per key group.
+  if (warp == 0) {
+    for (int s = 0; s < KL::kSlices; ++s) {
+      for (int l = 0; l < 3; ++l) {
+        for (int j = 0; j < 2; ++j) sh.q_fragment[s][l][j][lane] = mma::query_fragment<D>(sh.q[g], s, r, j, l);
+      }
     }
   }
+  __syncthreads();
   float q_group_sum[NG];
 #pragma unroll
   for (int gi = 0; gi < NG; ++gi) {
@@ -209,30 +242,29 @@ __global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch 
 #pragma unroll
   for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = 0.0f;
 
-  for (std::int64_t t0 = begin + mma::kTileTokens * warp; t0 < end; t0 += mma::kTileTokens * kDecodeWarps) {
-    const TileRows rows(p, t0, h);
-
-    // Loads: key codes of tokens g and 8+g; value codes and both kinds' scales of the lane's tokens.
-    std::uint32_t kw[2][KL::kLaneWords];
-#pragma unroll
-    for (int n = 0; n < 2; ++n) load_key_words<D>(p.k_codes + rows.row(p, t0, 8 * n + g, end, h) * NB, r, kw[n]);
-    std::uint32_t vw[4][VL::kWords];
-    float ks[4][NG], kz[4][NG], vs[4][NG], vz[4][NG];
-    bool valid[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int x = mma::lane_token(r, i);
-      valid[i] = t0 + x < end;
-      const std::int64_t row = rows.row(p, t0, x, end, h);
-      load_value_words<D>(p.v_codes + row * NB, g, vw[i]);
-#pragma unroll
-      for (int gi = 0; gi < NG; ++gi) {
-        ks[i][gi] = load_scale(p.k_scales, row * NG + gi, p.k_float16);
-        kz[i][gi] = load_scale(p.k_zeros, row * NG + gi, p.k_float16);
-        vs[i][gi] = load_scale(p.v_scales, row * NG + gi, p.v_float16);
-        vz[i][gi] = load_scale(p.v_zeros, row * NG + gi, p.v_float16);
-      }
+  // Each warp loads its next tile before working on the current one: two tiles of loads in flight per warp
+  // (one tile's are not enough to cover the memory latency at the occupancy these registers allow). Not with
+  // 4 or 8 groups, whose scales would not fit in the registers twice.
+  constexpr int kStride = mma::kTileTokens * kDecodeWarps;
+  constexpr bool kPrefetch = NG <= 2;
+  TileLoad<D, NG> tile;
+  if (kPrefetch && begin + mma::kTileTokens * warp < end) {
+    load_tile(p, begin + mma::kTileTokens * warp, end, h, g, r, tile);
+  }
+  for (std::int64_t t0 = begin + mma::kTileTokens * warp; t0 < end; t0 += kStride) {
+    TileLoad<D, NG> next;
+    if (!kPrefetch) {
+      load_tile(p, t0, end, h, g, r, tile);
+    } else if (t0 + kStride < end) {
+      load_tile(p, t0 + kStride, end, h, g, r, next);
     }
+    const auto& kw = tile.key_words;
+    const auto& vw = tile.value_words;
+    const auto& ks = tile.key_scale;
+    const auto& kz = tile.key_zero;
+    const auto& vs = tile.value_scale;
+    const auto& vz = tile.value_zero;
+    const auto& valid = tile.valid;
 
     // Scores of head g for the lane's tokens, base 2.
     float score[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -245,7 +277,9 @@ __global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch 
         for (int n = 0; n < 2; ++n) {
           const std::uint32_t b0 = KL::codes(kw[n], s, 0), b1 = KL::codes(kw[n], s, 1);
 #pragma unroll
-          for (int limb = 0; limb < 3; ++limb) mma_s8(dot[limb][n], qa[s][limb][0], qa[s][limb][1], b0, b1);
+          for (int limb = 0; limb < 3; ++limb) {
+            mma_s8(dot[limb][n], sh.q_fragment[s][limb][0][lane], sh.q_fragment[s][limb][1][lane], b0, b1);
+          }
         }
       }
 #pragma unroll
@@ -324,6 +358,7 @@ __global__ void __launch_bounds__(kThreads) decode_int2_mma_kernel(DecodeLaunch 
         mma_f16(acc[t], a, p_lo[gi][0], p_lo[gi][1]);
       }
     }
+    if (kPrefetch && t0 + kStride < end) tile = next;
   }
 
   // The warp's partial: l and the zero terms summed over the quad; then the block's warps combined.

@@ -486,7 +486,11 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   const std::int64_t target = std::max<std::int64_t>(1, std::int64_t(8) * std::max(m.sm_count, 1) / c.kv_heads);
   std::int64_t chunk = (n2 + nfp + target - 1) / target;
   chunk = std::max<std::int64_t>(256, (chunk + 127) / 128 * 128);
-  const int int2_splits = int((n2 + chunk - 1) / chunk), fp_splits = int((nfp + chunk - 1) / chunk);
+  // With the tensor-core kernel on the INT2 segment, the CUDA-core kernel's bf16 splits run after it on the
+  // stream: one 128-token warp round per block keeps that launch short.
+  const bool tensor_cores = c.decode_kernel == DecodeKernel::kTensorCores;
+  const std::int64_t fp_chunk = tensor_cores ? 128 : chunk;
+  const int int2_splits = int((n2 + chunk - 1) / chunk), fp_splits = int((nfp + fp_chunk - 1) / fp_chunk);
   const int splits = int2_splits + fp_splits;
   m.last_splits = splits;
 
@@ -538,7 +542,7 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   p.ring_start = m.ring_start;
   p.ring_capacity = m.ring_capacity;
   p.recent_tokens = m.recent_size;
-  p.fp_chunk = chunk;
+  p.fp_chunk = fp_chunk;
   p.fp_splits = fp_splits;
   float* partials = m.partials.as<float>();
   p.part_m = partials;
@@ -547,7 +551,7 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   p.value_rotation = m.rotation(1);
   p.value_matrices = m.rotation_matrices;
   p.out = out;
-  p.tensor_cores = c.decode_kernel == DecodeKernel::kTensorCores;
+  p.tensor_cores = tensor_cores;
   detail::launch_decode(p, stream);
 }
 

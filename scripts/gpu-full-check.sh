@@ -120,21 +120,26 @@ config = transformers.LlamaConfig(hidden_size=256, intermediate_size=512, num_at
 transformers.LlamaForCausalLM(config).save_pretrained(out)
 PY
 then
-  for device in cpu cuda; do
+  # cuda-tc: the CUDA runtime with its tensor-core INT2 decode kernel (--cuda-decode tensor-cores).
+  for run in cpu cuda cuda-tc; do
     begin=$SECONDS
+    device=${run%-tc}
+    kernel=cuda-cores; [[ $run == *-tc ]] && kernel=tensor-cores
     "$build/apps/oscar-verify" --model "$model" --quiet --methods fp,naive,hadamard,naive-sym,turboquant-k3v3 \
-      --sink 8 --recent 32 --seed 0 --device "$device" \
+      --sink 8 --recent 32 --seed 0 --device "$device" --cuda-decode "$kernel" \
       --eval "$data/text/tinystories_val.txt" --skip-tokens 25000 --max-tokens 2048 \
       --eval "$data/eval/arc_challenge_test.jsonl" --limit 40 \
-      --report "$logs/verify-hd64-$device.json" > "$logs/verify-hd64-$device.txt" 2>&1
+      --report "$logs/verify-hd64-$run.json" > "$logs/verify-hd64-$run.txt" 2>&1
     rc=$?
-    echo "oscar-verify llama-hd64 --device $device: exit $rc, $((SECONDS - begin)) s"
-    cat "$logs/verify-hd64-$device.txt"
+    echo "oscar-verify llama-hd64 --device $device --cuda-decode $kernel: exit $rc, $((SECONDS - begin)) s"
+    cat "$logs/verify-hd64-$run.txt"
     [[ $rc -le 1 ]] || status=1
   done
-  "$python" "$root/scripts/compare-verify-reports.py" "$logs/verify-hd64-cpu.json" "$logs/verify-hd64-cuda.json" \
-    > "$logs/compare-hd64.txt" 2>&1 || status=1
-  cat "$logs/compare-hd64.txt"
+  for run in cuda cuda-tc; do
+    "$python" "$root/scripts/compare-verify-reports.py" "$logs/verify-hd64-cpu.json" "$logs/verify-hd64-$run.json" \
+      > "$logs/compare-hd64-$run.txt" 2>&1 || status=1
+    echo "== cpu vs $run"; cat "$logs/compare-hd64-$run.txt"
+  done
 else
   tail -3 "$logs/llama-hd64.txt"; echo "gpu-full-check: could not write the head_dim-64 model"; status=1
 fi

@@ -18,7 +18,7 @@ namespace {
 class CudaServingKvAttention : public model::KvAttention {
  public:
   CudaServingKvAttention(const runtime::MixedCacheConfig& config, const LayerRotations& rotations, int q_heads,
-                         int capacity)
+                         int capacity, bool tensor_cores)
       : config_(config), rotations_(rotations), q_heads_(q_heads), caches_(rotations.key.size()) {
     config_.full_precision = runtime::FullPrecisionType::kBFloat16;  // what the GPU cache stores
     gpu_config_ = runtime::gpu::CudaCacheConfig::make(config.kv_heads, config.head_dim, capacity);
@@ -27,6 +27,8 @@ class CudaServingKvAttention : public model::KvAttention {
     gpu_config_.block_tokens = config.block_tokens;
     gpu_config_.key_int2 = config.key_int2;
     gpu_config_.value_int2 = config.value_int2;
+    gpu_config_.decode_kernel =
+        tensor_cores ? runtime::gpu::DecodeKernel::kTensorCores : runtime::gpu::DecodeKernel::kCudaCores;
     gpu_config_.validate();
   }
 
@@ -62,13 +64,13 @@ bool cuda_int2_runtime_available() { return runtime::gpu::cuda_device_available(
 
 std::unique_ptr<model::KvAttention> make_cuda_serving_attention(const runtime::MixedCacheConfig& config,
                                                                 const LayerRotations& rotations, int q_heads,
-                                                                int capacity) {
+                                                                int capacity, bool tensor_cores) {
   if (config.head_dim != 64 && config.head_dim != 128 && config.head_dim != 256) {
     throw UsageError("--device cuda: the CUDA INT2 runtime decodes head_dim 64, 128 or 256, the model has " +
                      std::to_string(config.head_dim) + " (use --device cpu)");
   }
   try {
-    return std::make_unique<CudaServingKvAttention>(config, rotations, q_heads, capacity);
+    return std::make_unique<CudaServingKvAttention>(config, rotations, q_heads, capacity, tensor_cores);
   } catch (const std::invalid_argument& error) {
     throw UsageError(std::string("--device cuda: ") + error.what());
   }
@@ -79,7 +81,7 @@ std::unique_ptr<model::KvAttention> make_cuda_serving_attention(const runtime::M
 bool cuda_int2_runtime_available() { return false; }
 
 std::unique_ptr<model::KvAttention> make_cuda_serving_attention(const runtime::MixedCacheConfig&, const LayerRotations&,
-                                                                int, int) {
+                                                                int, int, bool) {
   throw UsageError("--device cuda: this build has no CUDA INT2 runtime (rebuild with nvcc: -DOSCAR_CUDA=ON)");
 }
 

@@ -20,10 +20,11 @@ namespace oscar::verify {
 /// True when this build has the CUDA runtime (OSCAR_CUDA) and a device is present.
 bool cuda_int2_runtime_available();
 
-/// The GPU serving attention for an INT2 runtime method. Throws oscar::UsageError when the build has no CUDA
-/// runtime or the geometry is one the GPU cache does not decode.
+/// The GPU serving attention for an INT2 runtime method; tensor_cores chooses the tensor-core INT2 decode
+/// kernel (runtime::gpu::DecodeKernel). Throws oscar::UsageError when the build has no CUDA runtime or the
+/// geometry is one the GPU cache does not decode.
 std::unique_ptr<model::KvAttention> make_cuda_serving_attention(const runtime::MixedCacheConfig& config,
                                                                 const LayerRotations& rotations, int q_heads,
-                                                                int capacity);
+                                                                int capacity, bool tensor_cores = false);
 
 }  // namespace oscar::verify

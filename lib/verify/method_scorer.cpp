@@ -30,10 +30,11 @@ class AttentionGuard {
 MethodScorer::MethodScorer(model::Decoder& decoder, const KvMethod& method, const runtime::MixedCacheConfig& cache)
     : decoder_(decoder), method_(method), cache_(cache) {}
 
-void MethodScorer::use_cuda_int2_runtime() {
+void MethodScorer::use_cuda_int2_runtime(bool tensor_cores) {
   if (method_.full_precision || method_.uses_quantizer()) return;
-  make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, 16);  // checks build and geometry
+  make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, 16, tensor_cores);  // checks build and geometry
   cuda_int2_ = true;
+  cuda_tensor_cores_ = tensor_cores;
 }
 
 /// Prefill (at least the first token), then one decode step per token: the distributions serving computes.
@@ -70,7 +71,8 @@ std::vector<float> MethodScorer::teacher_forced(const std::vector<int>& tokens, 
 std::vector<float> MethodScorer::log_probs(const std::vector<int>& tokens, int prefill_tokens) {
   if (cuda_int2_) {
     const std::unique_ptr<model::KvAttention> attention =
-        make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, static_cast<int>(tokens.size()));
+        make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, static_cast<int>(tokens.size()),
+                                    cuda_tensor_cores_);
     return serving_log_probs(tokens, prefill_tokens, *attention);
   }
   if (method_.full_precision) return teacher_forced(tokens, nullptr);
@@ -99,7 +101,7 @@ std::vector<int> MethodScorer::generate(const std::vector<int>& prompt, const mo
   if (cuda_int2_) {
     const int capacity = std::min(decoder_.config().max_seq_len, static_cast<int>(prompt.size()) + options.max_new_tokens);
     const std::unique_ptr<model::KvAttention> attention =
-        make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, capacity);
+        make_cuda_serving_attention(cache_, method_.rotations, decoder_.config().n_heads, capacity, cuda_tensor_cores_);
     AttentionGuard guard(decoder_, attention.get());
     return model::generate(decoder_, {prompt}, options).front();
   }

@@ -26,8 +26,9 @@ class MethodScorer {
 
   /// INT2 runtime methods (naive, hadamard, oscar) then run through the CUDA runtime's cache
   /// (verify/cuda_kv_attention.h): scoring decodes token by token, as serving does, instead of the
-  /// teacher-forced single forward. Throws oscar::UsageError when the build or the model cannot.
-  void use_cuda_int2_runtime();
+  /// teacher-forced single forward. tensor_cores chooses the runtime's tensor-core INT2 decode kernel. Throws
+  /// oscar::UsageError when the build or the model cannot.
+  void use_cuda_int2_runtime(bool tensor_cores = false);
 
   const KvMethod& method() const { return method_; }
   const model::ModelConfig& decoder_config() const { return decoder_.config(); }
@@ -56,6 +57,7 @@ class MethodScorer {
   double compressed_bits_ = 0;          ///< baselines: bits per compressed element of the last sequence scored
   std::int64_t compressed_tokens_ = 0;  ///< and its compressed tokens
   bool cuda_int2_ = false;
+  bool cuda_tensor_cores_ = false;
 
   std::vector<float> teacher_forced(const std::vector<int>& tokens, model::KvAttention* attention);
 };

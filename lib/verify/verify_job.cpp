@@ -36,6 +36,7 @@ nlohmann::json options_json(const VerifyRequest& request, const std::vector<std:
           {"full_precision_storage", cache.full_precision == runtime::FullPrecisionType::kFloat32 ? "float32" : "bfloat16"},
           {"dtype", dtype_name(request.decoder.dtype)},
           {"device", request.decoder.device},
+          {"cuda_decode", request.cuda_decode},
           {"chat_template", model::chat_template_name(chat_template)},
           {"window", e.window},
           {"skip_tokens", e.skip_tokens},
@@ -101,7 +102,7 @@ VerifyOutcome run_verify(const VerifyRequest& request) {
   scorers.reserve(methods.size());
   for (const KvMethod& method : methods) {
     scorers.emplace_back(decoder, method, cache);
-    if (on_gpu) scorers.back().use_cuda_int2_runtime();
+    if (on_gpu) scorers.back().use_cuda_int2_runtime(request.cuda_decode == "tensor-cores");
   }
 
   ProgressBar bar(!request.quiet);

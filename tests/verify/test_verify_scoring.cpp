@@ -136,18 +136,25 @@ TEST(VerifyScoringCuda, CudaInt2RuntimeMatchesTheCpuRuntime) {
   settings.full_precision = runtime::FullPrecisionType::kBFloat16;  // what the GPU cache stores
   const runtime::MixedCacheConfig cache = cache_config(settings, loaded.config);
   const std::vector<KvMethod> methods = make_methods({"hadamard"}, loaded.config, nullptr, cache);
-  MethodScorer cpu(decoder, methods[0], cache), gpu(decoder, methods[0], cache);
+  MethodScorer cpu(decoder, methods[0], cache), gpu(decoder, methods[0], cache), gpu_tc(decoder, methods[0], cache);
   gpu.use_cuda_int2_runtime();
-  for (int prefill : {0, 100}) {
-    const std::vector<float> a = cpu.log_probs(tokens, prefill), b = gpu.log_probs(tokens, prefill);
+  gpu_tc.use_cuda_int2_runtime(true);
+  struct Run {
+    MethodScorer* device;
+    int prefill;
+  };
+  for (const Run run : {Run{&gpu, 0}, Run{&gpu, 100}, Run{&gpu_tc, 0}, Run{&gpu_tc, 100}}) {
+    const int prefill = run.prefill;
+    const std::vector<float> a = cpu.log_probs(tokens, prefill), b = run.device->log_probs(tokens, prefill);
     double worst = 0, sum = 0;
     for (size_t i = 0; i < a.size(); ++i) {
       worst = std::max(worst, double(std::abs(a[i] - b[i])));
       sum += std::abs(a[i] - b[i]);
     }
     // Same INT2 bytes on both; decode sums in another float32 order, which can flip a code downstream.
-    EXPECT_LT(worst, 5e-3) << prefill;
-    EXPECT_LT(sum / double(a.size()), 1e-4) << prefill;
+    const char* kernel = run.device == &gpu ? "CUDA cores" : "tensor cores";
+    EXPECT_LT(worst, 5e-3) << kernel << ", prefill " << prefill;
+    EXPECT_LT(sum / double(a.size()), 1e-4) << kernel << ", prefill " << prefill;
   }
 }
 

@@ -56,7 +56,6 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 __device__ __forceinline__ float bf16_bits_to_float(std::uint32_t bits16) { return __uint_as_float(bits16 << 16); }
 
-
 /// bf16 row of full-precision token t (sink first, then the recent ring) of head h.
 template <int D>
 __device__ __forceinline__ const std::uint16_t* fp_row(const DecodeLaunch& p, const std::uint16_t* sink,
@@ -403,7 +402,8 @@ void launch_split(const DecodeLaunch& p, int first_split, int splits, cudaStream
 void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   // Tensor cores take the INT2 splits when asked for and able to; this kernel takes the rest.
-  const bool tensor_cores = p.tensor_cores && int2_mma_decode_supported(p);
+  const bool tensor_cores = p.tensor_cores && p.int2_splits > 0 &&
+                            int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk);
   if (tensor_cores) launch_decode_int2_mma(p, stream);
   const int first = tensor_cores ? p.int2_splits : 0, splits = p.int2_splits + p.fp_splits - first;
   switch (p.head_dim) {

@@ -33,7 +33,8 @@ __device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int
 }
 
 /// The block's partial for split `split` and query heads hq0 … hq0+heads−1: acc [kHeads][D] already combined
-/// over the warps (relative to the block max), and each warp's max and sum, warp_max/warp_sum [warps][kHeads].
+/// over the warps (relative to the block max), and each warp's max and sum, warp_maxima/warp_sums
+/// [warps][kHeads].
 /// All threads of the block call it after a barrier.
 template <int D>
 __device__ void write_split_partials(const DecodeLaunch& p, int split, int hq0, int heads, const float* acc,

@@ -98,8 +98,6 @@ __device__ __forceinline__ int warp_sum(int v) {
   return v;
 }
 
-
-
 /// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
 struct TileRows {
   std::int64_t base = 0;
@@ -198,8 +196,9 @@ __device__ __forceinline__ void load_tile(const DecodeLaunch& p, std::int64_t t0
   }
 }
 
+/// 3 blocks per SM where the registers allow it without spilling (one group, d ≤ 128).
 template <int D, int NG>
-__global__ void __launch_bounds__(kThreads, 3) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
+__global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
   using KL = KeyLayout<D>;
   using VL = ValueLayout<D>;
   constexpr int kSlicesPerGroup = KL::kSlices / NG;
@@ -418,16 +417,16 @@ void launch_head_dim(const DecodeLaunch& p, cudaStream_t stream) {
 
 }  // namespace
 
-bool int2_mma_decode_supported(const DecodeLaunch& p) {
-  const int d = p.head_dim, g = p.k_group_size;
-  const bool head_dim = d == 64 || d == 128 || d == 256;
-  const bool groups = (g == d || g == 64 || g == 32) && g <= d && p.v_group_size == g;
+bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size, std::int64_t int2_chunk) {
+  const int d = head_dim, g = key_group_size;
+  const bool dims = d == 64 || d == 128 || d == 256;
+  const bool groups = (g == d || g == 64 || g == 32) && g <= d && value_group_size == g;
   // Tiles of 16 tokens start at multiples of 16 within a chunk.
-  return head_dim && groups && p.int2_splits > 0 && p.int2_chunk % mma::kTileTokens == 0;
+  return dims && groups && int2_chunk > 0 && int2_chunk % mma::kTileTokens == 0;
 }
 
 void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
-  if (!int2_mma_decode_supported(p)) throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
+  if (!int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   switch (p.head_dim) {
     case 64: launch_head_dim<64>(p, stream); break;

@@ -105,9 +105,9 @@ struct DecodeLaunch {
 };
 /// The split kernels (one launch per ≤ 8 query heads of each KV head), then the merge kernel.
 void launch_decode(const DecodeLaunch& p, void* stream);
-/// Whether the tensor-core kernel takes these INT2 splits: d 64, 128 or 256, the same group size for keys and
-/// values.
-bool int2_mma_decode_supported(const DecodeLaunch& p);
+/// Whether the tensor-core kernel can take INT2 splits of this geometry: d 64, 128 or 256, the same group size
+/// (d, 64 or 32) for keys and values, chunks of whole 16-token tiles.
+bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size, std::int64_t int2_chunk);
 /// The tensor-core split kernel over the INT2 splits 0 … int2_splits − 1 (partials as the CUDA-core kernel's).
 void launch_decode_int2_mma(const DecodeLaunch& p, void* stream);
 

@@ -1,15 +1,21 @@
-// Device helpers shared by the split decode kernels (decode.cu: CUDA cores; decode_mma.cu: tensor cores). CUDA
-// only. Both kernels write the same partials, so the merge does not depend on which one ran.
+// Device helpers shared by the split decode kernels (decode.cu: CUDA cores; decode_mma.cu: tensor cores).
+// Both kernels write the same partials, so the merge does not depend on which one ran.
 #pragma once
 
+#if defined(__CUDACC__)  // else the host emulation of tests/runtime_cuda/cuda_emulation.h
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdint>
 
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail::decode {
+#if !defined(__CUDACC__)
+// Compiled on the host against tests/runtime_cuda/cuda_emulation.h: names apart from the nvcc-built kernels'.
+inline namespace host_emulation {
+#endif
 
 inline constexpr float kNegInf = -__builtin_huge_valf();
 inline constexpr int kHeads = kDecodeMaxGroupHeads;  ///< query heads per launch
@@ -58,4 +64,7 @@ __device__ void write_split_partials(const DecodeLaunch& p, int split, int hq0, 
   }
 }
 
+#if !defined(__CUDACC__)
+}  // namespace host_emulation
+#endif
 }  // namespace oscar::runtime::gpu::detail::decode

@@ -1,0 +1,428 @@
+// The tensor-core split decode kernel over the INT2 segment (launched by decode_mma.cu) (DecodeKernel::kTensorCores). Same grid, same
+// partials (m, l, acc in base 2) as the CUDA-core split kernel of decode.cu, so the merge is shared.
+//
+// Why: the CUDA-core kernel dequantises every element for every query head ((code − zero)·scale, then an FMA
+// per head), which makes it instruction-bound at about 5 % of the H200's bandwidth. Here the format's algebra
+// moves the scales out of the inner products:
+//   q·k̂ = Σ_groups scale·(Σ_j q_j·code_j − zero·Σ_j q_j)       (keys, per token and group)
+//   Σ_t p_t·v̂_t[j] = Σ_t (p_t·scale_t)·code_t[j] − Σ_t p_t·scale_t·zero_t   (values, per group)
+// so the inner products are of raw codes: integer MMAs for the scores (the query as three exact 8-bit limbs,
+// codes as int8 straight from the packed bytes) and half-precision MMAs for the values (codes 0…3 are exact
+// halves; p·scale as a high and a low half, ~22 bits). Register layouts: decode_mma_layout.cuh.
+//
+// Block: 4 warps, one KV head, ≤ 8 query heads, one chunk of the INT2 segment; warps take 16-token tiles in
+// turn and keep their own online softmax; the block combines them in shared memory like decode.cu.
+//
+// A header so that the tests can also compile it for the host against tests/runtime_cuda/cuda_emulation.h
+// (every CUDA thread a std::thread, shuffles and mma.sync emulated as the PTX ISA defines them) and run the
+// kernel's own code on a machine without a GPU.
+#pragma once
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "runtime/cuda/decode_common.cuh"
+#include "runtime/cuda/decode_mma_layout.cuh"
+#include "runtime/cuda/kernels.h"
+
+namespace oscar::runtime::gpu::detail::mma_decode {
+#if !defined(__CUDACC__)
+// Compiled on the host against tests/runtime_cuda/cuda_emulation.h: names apart from the nvcc-built kernels'.
+inline namespace host_emulation {
+#endif
+
+using mma::KeyLayout;
+using mma::ValueLayout;
+inline constexpr int kThreads = kDecodeWarps * 32;
+inline constexpr int kRows = mma::kRows;
+using decode::int2_row;
+using decode::kNegInf;
+using decode::load_scale;
+using decode::warp_max;
+static_assert(mma::kRows == decode::kHeads, "the partials' layout assumes 8 query heads per launch");
+inline constexpr unsigned kFullMask = 0xffffffffu;
+
+template <int D>
+struct MmaShared {
+  int q[kRows][D];                 // the queries as integers, largest magnitude 2^22
+  float q_scale[kRows];            // q ≈ q_scale·Q
+  int q_block_sum[kRows][D / 32];  // Σ Q over each 32-dim block (a group is 1, 2 or d/32 blocks)
+  // Every lane's query fragments [slice][limb][register][lane] (in shared memory: registers bound occupancy).
+  std::uint32_t q_fragment[KeyLayout<D>::kSlices][3][2][32];
+  float wm[kDecodeWarps][kRows];
+  float wl[kDecodeWarps][kRows];
+  float wz[kDecodeWarps][kRows][D / 32];
+  float wf[kDecodeWarps];
+  float acc[kRows][D];
+};
+
+__device__ __forceinline__ void mma_s8(int (&c)[4], std::uint32_t a0, std::uint32_t a2, std::uint32_t b0,
+                                       std::uint32_t b1) {
+  // Rows 8…15 of A (registers a1, a3) are zero: ≤ 8 query heads per launch.
+#if defined(__CUDACC__)
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+#else
+  cuda_emulation::mma_m16n8k32_s8(c, {a0, 0u, a2, 0u}, {b0, b1});
+#endif
+}
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                        std::uint32_t b1) {
+#if defined(__CUDACC__)
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  cuda_emulation::mma_m16n8k16_f16(c, {a[0], a[1], a[2], a[3]}, {b0, b1});
+#endif
+}
+
+/// The bits of `from` as a To (std::bit_cast is C++20).
+template <class To, class From>
+__device__ __forceinline__ To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast between types of different sizes");
+  To to;
+  memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+/// Two codes (low and high 16 bits) as a half2 of exact values 0…3: 0x6400 | c is the half 1024 + c.
+__device__ __forceinline__ std::uint32_t codes_to_half2(std::uint32_t pair) {
+  const __half2 magic = __halves2half2(__ushort_as_half(0x6400), __ushort_as_half(0x6400));
+  const __half2 value = __hsub2(bit_cast<__half2>(pair | 0x64006400u), magic);
+  return bit_cast<std::uint32_t>(value);
+}
+
+/// (x, y) as the high halves and the rounding remainders as the low halves: x ≈ hi + lo to ~22 bits.
+__device__ __forceinline__ void split_half2(float x, float y, std::uint32_t& hi, std::uint32_t& lo) {
+  const __half2 h = __floats2half2_rn(x, y);
+  const __half2 l = __floats2half2_rn(x - __low2float(h), y - __high2float(h));
+  hi = bit_cast<std::uint32_t>(h);
+  lo = bit_cast<std::uint32_t>(l);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
+  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(kFullMask, v, 1);
+  return v + __shfl_xor_sync(kFullMask, v, 2);
+}
+__device__ __forceinline__ int warp_sum(int v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+/// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
+struct TileRows {
+  std::int64_t base = 0;
+  bool contiguous = false;  // the tile lies in one page: its rows follow each other
+  __device__ TileRows(const DecodeLaunch& p, std::int64_t t0, int h)
+      : base(int2_row(p, t0, h)), contiguous(t0 % p.page_tokens + mma::kTileTokens <= p.page_tokens) {}
+  __device__ std::int64_t row(const DecodeLaunch& p, std::int64_t t0, int x, std::int64_t end, int h) const {
+    if (t0 + x >= end) return base;
+    return contiguous ? base + x : int2_row(p, t0 + x, h);
+  }
+};
+
+/// The lane's words of a packed key row (KeyLayout<D>::loaded_word).
+template <int D>
+__device__ __forceinline__ void load_key_words(const std::uint8_t* row, int r,
+                                               std::uint32_t (&w)[KeyLayout<D>::kLaneWords]) {
+  const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(row);
+  if constexpr (D == 64) {
+    w[0] = words[r];
+  } else {
+#pragma unroll
+    for (int i = 0; i < KeyLayout<D>::kLaneWords; i += 2) {
+      const uint2 v = *reinterpret_cast<const uint2*>(words + KeyLayout<D>::loaded_word(r, i));
+      w[i] = v.x;
+      w[i + 1] = v.y;
+    }
+  }
+}
+
+/// The lane's bytes of a packed value row (ValueLayout<D>::byte), low bytes first.
+template <int D>
+__device__ __forceinline__ void load_value_words(const std::uint8_t* row, int g,
+                                                 std::uint32_t (&w)[ValueLayout<D>::kWords]) {
+  if constexpr (D == 64) {
+    w[0] = reinterpret_cast<const std::uint16_t*>(row)[g];
+  } else {
+    const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(row);
+#pragma unroll
+    for (int i = 0; i < ValueLayout<D>::kWords; ++i) w[i] = words[8 * i + g];
+  }
+}
+
+/// Queries of the launch's heads as integers in shared memory (rows ≥ heads are zero), their scales and sums
+/// per 32-dim block. Warp w takes heads w, w+4.
+template <int D>
+__device__ void prepare_queries(const DecodeLaunch& p, int hq0, int heads, MmaShared<D>& sh) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int hh = warp; hh < kRows; hh += kDecodeWarps) {
+    const float* q = p.q + std::int64_t(hq0 + hh) * D;
+    float largest = 0.0f;
+    for (int e = lane; e < D; e += 32) largest = fmaxf(largest, hh < heads ? fabsf(q[e]) : 0.0f);
+    largest = warp_max(largest);
+    // Below 2^-100 the factor would overflow; such a query scores 0 against any stored key anyway.
+    const float to_int = largest >= 0x1p-100f ? mma::kQueryMagnitude / largest : 0.0f;
+    for (int b = 0; b < D / 32; ++b) {
+      const int e = 32 * b + lane;
+      const int value = hh < heads ? __float2int_rn(q[e] * to_int) : 0;
+      sh.q[hh][e] = value;
+      const int sum = warp_sum(value);
+      if (lane == 0) sh.q_block_sum[hh][b] = sum;
+    }
+    if (lane == 0) sh.q_scale[hh] = to_int > 0.0f ? largest / mma::kQueryMagnitude : 0.0f;
+  }
+}
+
+/// What a lane reads for one 16-token tile: key codes of tokens g and 8+g; value codes and both kinds' scales
+/// and zeros of its tokens lane_token(r, 0…3).
+template <int D, int NG>
+struct TileLoad {
+  std::uint32_t key_words[2][KeyLayout<D>::kLaneWords];
+  std::uint32_t value_words[4][ValueLayout<D>::kWords];
+  float key_scale[4][NG], key_zero[4][NG], value_scale[4][NG], value_zero[4][NG];
+  bool valid[4];
+};
+
+template <int D, int NG>
+__device__ __forceinline__ void load_tile(const DecodeLaunch& p, std::int64_t t0, std::int64_t end, int h, int g,
+                                          int r, TileLoad<D, NG>& tile) {
+  constexpr int NB = D / 4;
+  const TileRows rows(p, t0, h);
+#pragma unroll
+  for (int n = 0; n < 2; ++n) load_key_words<D>(p.k_codes + rows.row(p, t0, 8 * n + g, end, h) * NB, r, tile.key_words[n]);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int x = mma::lane_token(r, i);
+    tile.valid[i] = t0 + x < end;
+    const std::int64_t row = rows.row(p, t0, x, end, h);
+    load_value_words<D>(p.v_codes + row * NB, g, tile.value_words[i]);
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      tile.key_scale[i][gi] = load_scale(p.k_scales, row * NG + gi, p.k_float16);
+      tile.key_zero[i][gi] = load_scale(p.k_zeros, row * NG + gi, p.k_float16);
+      tile.value_scale[i][gi] = load_scale(p.v_scales, row * NG + gi, p.v_float16);
+      tile.value_zero[i][gi] = load_scale(p.v_zeros, row * NG + gi, p.v_float16);
+    }
+  }
+}
+
+/// 3 blocks per SM where the registers allow it without spilling (one group, d ≤ 128).
+template <int D, int NG>
+__global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
+  using KL = KeyLayout<D>;
+  using VL = ValueLayout<D>;
+  constexpr int kSlicesPerGroup = KL::kSlices / NG;
+  constexpr int kBlocksPerGroup = (D / 32) / NG;
+  __shared__ __align__(16) MmaShared<D> sh;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
+  const int h = blockIdx.y, split = blockIdx.x;
+  const int hq0 = h * p.group_heads + head_base;
+
+  prepare_queries<D>(p, hq0, heads, sh);
+  __syncthreads();
+
+  // The lanes' query fragments (head g), and the lane's query sums per key group.
+  if (warp == 0) {
+    for (int s = 0; s < KL::kSlices; ++s) {
+      for (int l = 0; l < 3; ++l) {
+        for (int j = 0; j < 2; ++j) sh.q_fragment[s][l][j][lane] = mma::query_fragment<D>(sh.q[g], s, r, j, l);
+      }
+    }
+  }
+  __syncthreads();
+  float q_group_sum[NG];
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi) {
+    int sum = 0;
+    for (int b = 0; b < kBlocksPerGroup; ++b) sum += sh.q_block_sum[g][gi * kBlocksPerGroup + b];
+    q_group_sum[gi] = float(sum);
+  }
+  const float score_factor = sh.q_scale[g] * p.score_scale_log2;
+
+  const std::int64_t begin = std::int64_t(split) * p.int2_chunk;
+  const std::int64_t end = min(p.int2_tokens, begin + p.int2_chunk);
+
+  float m = kNegInf, l = 0.0f, value_factor = 1.0f;  // running max (base 2), lane's share of the sum, acc unit
+  float acc[VL::kTiles][4];
+  float zero_sum[NG];
+#pragma unroll
+  for (int t = 0; t < VL::kTiles; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = 0.0f;
+
+  // Each warp loads its next tile before working on the current one: two tiles of loads in flight per warp
+  // (one tile's are not enough to cover the memory latency at the occupancy these registers allow). Not with
+  // 4 or 8 groups, whose scales would not fit in the registers twice.
+  constexpr int kStride = mma::kTileTokens * kDecodeWarps;
+  constexpr bool kPrefetch = NG <= 2;
+  TileLoad<D, NG> tile;
+  if (kPrefetch && begin + mma::kTileTokens * warp < end) {
+    load_tile(p, begin + mma::kTileTokens * warp, end, h, g, r, tile);
+  }
+  for (std::int64_t t0 = begin + mma::kTileTokens * warp; t0 < end; t0 += kStride) {
+    TileLoad<D, NG> next;
+    if (!kPrefetch) {
+      load_tile(p, t0, end, h, g, r, tile);
+    } else if (t0 + kStride < end) {
+      load_tile(p, t0 + kStride, end, h, g, r, next);
+    }
+    const auto& kw = tile.key_words;
+    const auto& vw = tile.value_words;
+    const auto& ks = tile.key_scale;
+    const auto& kz = tile.key_zero;
+    const auto& vs = tile.value_scale;
+    const auto& vz = tile.value_zero;
+    const auto& valid = tile.valid;
+
+    // Scores of head g for the lane's tokens, base 2.
+    float score[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      int dot[3][2][4] = {};
+#pragma unroll
+      for (int s = gi * kSlicesPerGroup; s < (gi + 1) * kSlicesPerGroup; ++s) {
+#pragma unroll
+        for (int n = 0; n < 2; ++n) {
+          const std::uint32_t b0 = KL::codes(kw[n], s, 0), b1 = KL::codes(kw[n], s, 1);
+#pragma unroll
+          for (int limb = 0; limb < 3; ++limb) {
+            mma_s8(dot[limb][n], sh.q_fragment[s][limb][0][lane], sh.q_fragment[s][limb][1][lane], b0, b1);
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int n = i / 2, c = i % 2;
+        const float qk = fmaf(float(dot[2][n][c]), 65536.0f, fmaf(float(dot[1][n][c]), 256.0f, float(dot[0][n][c])));
+        score[i] = fmaf(ks[i][gi], qk - kz[i][gi] * q_group_sum[gi], score[i]);
+      }
+    }
+
+    // Online softmax (head g; the quad's four lanes hold the tile's 16 tokens).
+    float tile_max = kNegInf;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      score[i] = valid[i] ? score[i] * score_factor : kNegInf;
+      tile_max = fmaxf(tile_max, score[i]);
+    }
+    const float m_new = fmaxf(m, quad_max(tile_max));  // finite: token t0 is valid
+    const float alpha = exp2f(m - m_new);             // 0 on the warp's first tile
+    float pr[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      pr[i] = valid[i] ? exp2f(score[i] - m_new) : 0.0f;
+      l = fmaf(l, i == 0 ? alpha : 1.0f, pr[i]);
+    }
+    m = m_new;
+
+    // Values: P' = p·scale / (the tile's largest scale), so that P' ≤ 1 fits a half; acc is kept in units of
+    // that largest scale (value_factor), rescaled with alpha at each tile.
+    float largest_scale = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+      for (int gi = 0; gi < NG; ++gi) largest_scale = fmaxf(largest_scale, vs[i][gi]);
+    }
+    largest_scale = quad_max(largest_scale);
+    if (!(largest_scale > 0.0f)) largest_scale = 1.0f;
+    const float alpha_col0 = __shfl_sync(kFullMask, alpha, 8 * r);  // heads 2r and 2r+1: columns of acc
+    const float alpha_col1 = __shfl_sync(kFullMask, alpha, 8 * r + 4);
+    const float carry = value_factor / largest_scale;
+    value_factor = largest_scale;
+#pragma unroll
+    for (int t = 0; t < VL::kTiles; ++t) {
+      acc[t][0] *= alpha_col0 * carry;
+      acc[t][1] *= alpha_col1 * carry;
+      acc[t][2] *= alpha_col0 * carry;
+      acc[t][3] *= alpha_col1 * carry;
+    }
+    const float inverse_scale = 1.0f / largest_scale;
+    std::uint32_t p_hi[NG][2], p_lo[NG][2];
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      float z = 0.0f, x[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float weighted = pr[i] * vs[i][gi];
+        z = fmaf(weighted, vz[i][gi], z);
+        x[i] = weighted * inverse_scale;
+      }
+      zero_sum[gi] = fmaf(zero_sum[gi], alpha, z);
+      split_half2(x[0], x[1], p_hi[gi][0], p_lo[gi][0]);
+      split_half2(x[2], x[3], p_hi[gi][1], p_lo[gi][1]);
+    }
+#pragma unroll
+    for (int pair = 0; pair < VL::kPairs; ++pair) {
+      const std::uint32_t first = VL::pair_bytes(vw[0], vw[1], pair), second = VL::pair_bytes(vw[2], vw[3], pair);
+#pragma unroll
+      for (int quarter = 0; quarter < 4; ++quarter) {
+        const int t = VL::tile(pair, quarter);
+        const int gi = VL::group32(t) * NG / (D / 32);
+        const std::uint32_t a[4] = {codes_to_half2(VL::code_pair(first, quarter, 0)),
+                                    codes_to_half2(VL::code_pair(first, quarter, 1)),
+                                    codes_to_half2(VL::code_pair(second, quarter, 0)),
+                                    codes_to_half2(VL::code_pair(second, quarter, 1))};
+        mma_f16(acc[t], a, p_hi[gi][0], p_hi[gi][1]);
+        mma_f16(acc[t], a, p_lo[gi][0], p_lo[gi][1]);
+      }
+    }
+    if (kPrefetch && t0 + kStride < end) tile = next;
+  }
+
+  // The warp's partial: l and the zero terms summed over the quad; then the block's warps combined.
+  l = quad_sum(l);
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = quad_sum(zero_sum[gi]);
+  if (r == 0) {
+    sh.wm[warp][g] = m;
+    sh.wl[warp][g] = l;
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) sh.wz[warp][g][gi] = zero_sum[gi];
+  }
+  if (lane == 0) sh.wf[warp] = value_factor;
+  for (int i = threadIdx.x; i < kRows * D; i += kThreads) (&sh.acc[0][0])[i] = 0.0f;
+  __syncthreads();
+
+  for (int w = 0; w < kDecodeWarps; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int t = 0; t < VL::kTiles; ++t) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int head = 2 * r + c % 2, dim = VL::dim(t, g + 8 * (c / 2));
+          if (head < heads) {
+            float block_max = kNegInf;
+            for (int v = 0; v < kDecodeWarps; ++v) block_max = fmaxf(block_max, sh.wm[v][head]);
+            const float mw = sh.wm[w][head];
+            const float factor = mw == kNegInf ? 0.0f : exp2f(mw - block_max);
+            const float value = acc[t][c] * sh.wf[w] - sh.wz[w][head][dim / (D / NG)];
+            sh.acc[head][dim] += factor * value;
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  decode::write_split_partials<D>(p, split, hq0, heads, &sh.acc[0][0], &sh.wm[0][0], &sh.wl[0][0]);
+}
+
+#if !defined(__CUDACC__)
+}  // namespace host_emulation
+#endif
+}  // namespace oscar::runtime::gpu::detail::mma_decode

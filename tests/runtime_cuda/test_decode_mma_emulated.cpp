@@ -1,0 +1,212 @@
+// The tensor-core decode kernel's own source (lib/runtime/cuda/decode_mma_kernel.cuh) run on the CPU through
+// cuda_emulation.h (a std::thread per CUDA thread; shuffles, barriers and mma.sync emulated), on INT2 page pools
+// built here, merged here by log-sum-exp, and compared with dense attention over the dequantised rows,
+// (code − zero)·scale, in double precision. Runs on any machine: what CI can check of the kernel without a GPU
+// (the GPU tests in test_cuda_runtime.cpp check it on the device).
+#include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel header
+#include "runtime/cuda/decode_mma_kernel.cuh"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+namespace oscar::runtime {
+namespace {
+
+namespace detail = gpu::detail;
+
+struct EmulatedCase {
+  int head_dim, group_size, kv_heads, group_heads, page_tokens;
+  std::int64_t tokens, chunk;
+  bool float16;
+  bool adversarial;  // large zero offsets, scales over 2^±10, a zero scale
+};
+
+/// INT2 page pools of random codes, scales and zeros; `stored` holds the scale/zero bits as the kernel reads them.
+struct Pools {
+  std::vector<int> page_table;
+  std::vector<std::uint8_t> codes[2];
+  std::vector<float> scale[2], zero[2];          // the values (float16 ones decoded)
+  std::vector<float> stored_f32[2][2];           // [kind][scale, zero]
+  std::vector<std::uint16_t> stored_f16[2][2];
+};
+
+Pools make_pools(const EmulatedCase& c, std::uint32_t seed) {
+  const int d = c.head_dim, groups = d / c.group_size;
+  const std::int64_t pages = (c.tokens + c.page_tokens - 1) / c.page_tokens;
+  const std::int64_t rows = pages * c.kv_heads * c.page_tokens;
+  std::mt19937 rng(seed);
+  Pools pools;
+  pools.page_table.resize(std::size_t(pages));
+  std::iota(pools.page_table.begin(), pools.page_table.end(), 0);
+  std::shuffle(pools.page_table.begin(), pools.page_table.end(), rng);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int kind = 0; kind < 2; ++kind) {
+    pools.codes[kind].resize(std::size_t(rows) * std::size_t(d / 4));
+    for (auto& b : pools.codes[kind]) b = std::uint8_t(byte(rng));
+    const std::size_t n = std::size_t(rows) * std::size_t(groups);
+    pools.scale[kind].resize(n);
+    pools.zero[kind].resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      float scale = 0.05f + unit(rng), zero = 3.0f * unit(rng);
+      if (c.adversarial) {
+        scale = std::ldexp(0.5f + unit(rng), int(20.0f * unit(rng)) - 10);
+        zero = i % 7 == 0 ? 1000.0f * unit(rng) : zero;
+        if (i == n / 2) scale = 0.0f;
+      }
+      pools.stored_f32[kind][0].push_back(scale);
+      pools.stored_f32[kind][1].push_back(zero);
+      pools.stored_f16[kind][0].push_back(cuda_emulation::float_to_half(scale));
+      pools.stored_f16[kind][1].push_back(cuda_emulation::float_to_half(zero));
+      pools.scale[kind][i] = c.float16 ? cuda_emulation::half_to_float(pools.stored_f16[kind][0].back()) : scale;
+      pools.zero[kind][i] = c.float16 ? cuda_emulation::half_to_float(pools.stored_f16[kind][1].back()) : zero;
+    }
+  }
+  return pools;
+}
+
+/// Dequantised element j of token t of KV head h: (code − zero)·scale, the format's formula.
+double element(const EmulatedCase& c, const Pools& pools, int kind, std::int64_t t, int h, int j) {
+  const int d = c.head_dim, quarter = d / 4, groups = d / c.group_size;
+  const std::int64_t row =
+      (std::int64_t(pools.page_table[std::size_t(t / c.page_tokens)]) * c.kv_heads + h) * c.page_tokens + t % c.page_tokens;
+  const int code = (pools.codes[kind][std::size_t(row * quarter + j % quarter)] >> (2 * (j / quarter))) & 3;
+  const std::size_t g = std::size_t(row * groups + j / c.group_size);
+  return (double(code) - pools.zero[kind][g]) * double(pools.scale[kind][g]);
+}
+
+template <int D, int NG>
+void run_kernel(const detail::DecodeLaunch& p) {
+  for (int base = 0; base < p.group_heads; base += detail::mma_decode::kRows) {
+    const int heads = std::min(detail::mma_decode::kRows, p.group_heads - base);
+    cuda_emulation::launch({unsigned(p.int2_splits), unsigned(p.kv_heads), 1}, detail::mma_decode::kThreads,
+                           [&] { detail::mma_decode::decode_int2_mma_kernel<D, NG>(p, base, heads); });
+  }
+}
+
+void dispatch(const detail::DecodeLaunch& p) {
+  const int groups = p.head_dim / p.k_group_size;
+  switch (p.head_dim * 10 + groups) {
+    case 641: return run_kernel<64, 1>(p);
+    case 642: return run_kernel<64, 2>(p);
+    case 1281: return run_kernel<128, 1>(p);
+    case 1282: return run_kernel<128, 2>(p);
+    case 1284: return run_kernel<128, 4>(p);
+    case 2561: return run_kernel<256, 1>(p);
+    case 2564: return run_kernel<256, 4>(p);
+    case 2568: return run_kernel<256, 8>(p);
+    default: FAIL() << "no kernel for d " << p.head_dim << ", " << groups << " groups";
+  }
+}
+
+void check_case(const EmulatedCase& c, std::uint32_t seed) {
+  const int d = c.head_dim, query_heads = c.kv_heads * c.group_heads;
+  const Pools pools = make_pools(c, seed);
+  std::mt19937 rng(seed + 7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> q(std::size_t(query_heads) * d);
+  for (float& x : q) x = normal(rng);
+  const double softmax_scale = 1.0 / std::sqrt(double(d));
+
+  detail::DecodeLaunch p;
+  p.head_dim = d;
+  p.kv_heads = c.kv_heads;
+  p.group_heads = c.group_heads;
+  p.score_scale_log2 = float(softmax_scale * 1.4426950408889634);
+  p.q = q.data();
+  p.int2_tokens = c.tokens;
+  p.page_tokens = c.page_tokens;
+  p.page_table = pools.page_table.data();
+  p.k_codes = pools.codes[0].data();
+  p.v_codes = pools.codes[1].data();
+  const void* stored[2][2];
+  for (int kind = 0; kind < 2; ++kind) {
+    for (int what = 0; what < 2; ++what) {
+      stored[kind][what] = c.float16 ? static_cast<const void*>(pools.stored_f16[kind][what].data())
+                                     : static_cast<const void*>(pools.stored_f32[kind][what].data());
+    }
+  }
+  p.k_scales = stored[0][0];
+  p.k_zeros = stored[0][1];
+  p.v_scales = stored[1][0];
+  p.v_zeros = stored[1][1];
+  p.k_group_size = p.v_group_size = c.group_size;
+  p.k_float16 = p.v_float16 = c.float16;
+  p.int2_chunk = c.chunk;
+  p.int2_splits = int((c.tokens + c.chunk - 1) / c.chunk);
+  ASSERT_TRUE(detail::int2_mma_decode_supported(d, c.group_size, c.group_size, c.chunk));
+  std::vector<float> part_m(std::size_t(p.int2_splits) * query_heads), part_l(part_m.size()),
+      part_acc(part_m.size() * std::size_t(d));
+  p.part_m = part_m.data();
+  p.part_l = part_l.data();
+  p.part_acc = part_acc.data();
+  dispatch(p);
+
+  double worst = 0.0, biggest = 0.0;
+  for (int hq = 0; hq < query_heads; ++hq) {
+    const int h = hq / c.group_heads;
+    // The merge, by log-sum-exp (base 2) over the splits.
+    double big = -INFINITY, total = 0.0;
+    for (int s = 0; s < p.int2_splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
+    std::vector<double> got(std::size_t(d), 0.0);
+    for (int s = 0; s < p.int2_splits; ++s) {
+      const std::size_t i = std::size_t(s) * query_heads + hq;
+      if (std::isinf(part_m[i])) continue;
+      const double w = std::exp2(double(part_m[i]) - big);
+      total += w * part_l[i];
+      for (int e = 0; e < d; ++e) got[std::size_t(e)] += w * part_acc[i * std::size_t(d) + std::size_t(e)];
+    }
+    // Dense attention over the dequantised rows.
+    std::vector<double> score(std::size_t(c.tokens));
+    double top = -INFINITY;
+    for (std::int64_t t = 0; t < c.tokens; ++t) {
+      double dot = 0.0;
+      for (int j = 0; j < d; ++j) dot += double(q[std::size_t(hq) * d + std::size_t(j)]) * element(c, pools, 0, t, h, j);
+      score[std::size_t(t)] = dot * softmax_scale;
+      top = std::max(top, score[std::size_t(t)]);
+    }
+    double sum = 0.0;
+    std::vector<double> want(std::size_t(d), 0.0);
+    for (std::int64_t t = 0; t < c.tokens; ++t) {
+      const double w = std::exp(score[std::size_t(t)] - top);
+      sum += w;
+      for (int j = 0; j < d; ++j) want[std::size_t(j)] += w * element(c, pools, 1, t, h, j);
+    }
+    for (int j = 0; j < d; ++j) {
+      ASSERT_TRUE(std::isfinite(got[std::size_t(j)] / total)) << "head " << hq << " dim " << j;
+      worst = std::max(worst, std::fabs(got[std::size_t(j)] / total - want[std::size_t(j)] / sum));
+      biggest = std::max(biggest, std::fabs(want[std::size_t(j)] / sum));
+    }
+  }
+  EXPECT_LE(worst, 1e-5 * biggest) << "d " << d << ", group " << c.group_size << ": max |kernel − dense| " << worst
+                                   << ", max |dense| " << biggest;
+}
+
+TEST(DecodeMmaEmulated, HeadDim128OneGroupGqa4Pages64) {
+  check_case({128, 128, 2, 4, 64, 1000, 256, false, false}, 1u);
+}
+
+TEST(DecodeMmaEmulated, HeadDim128Groups32Float16Pages24Gqa8) {
+  check_case({128, 32, 1, 8, 24, 700, 256, true, false}, 2u);
+}
+
+TEST(DecodeMmaEmulated, HeadDim64Groups32Pages8NoGqa) {
+  check_case({64, 32, 2, 1, 8, 501, 128, true, false}, 3u);
+}
+
+TEST(DecodeMmaEmulated, HeadDim256Groups64TwelveQueryHeads) {
+  check_case({256, 64, 1, 12, 16, 397, 128, false, false}, 4u);
+}
+
+TEST(DecodeMmaEmulated, AdversarialScalesAndZeros) {
+  check_case({128, 64, 1, 4, 64, 600, 256, false, true}, 5u);
+  check_case({256, 256, 1, 3, 64, 300, 128, true, true}, 6u);
+}
+
+}  // namespace
+}  // namespace oscar::runtime

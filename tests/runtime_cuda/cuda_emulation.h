@@ -136,13 +136,20 @@ inline std::uint16_t float_to_half(float x) {
   return bits;
 }
 
+/// Publishes the lane's A registers (words 0…3) and B registers (words 4, 5) of an MMA; returns once the whole
+/// warp has.
+inline Warp& publish_operands(const std::array<std::uint32_t, 4>& a, const std::array<std::uint32_t, 2>& b) {
+  Warp& w = warp();
+  for (int i = 0; i < 4; ++i) w.words[lane()][i] = a[std::size_t(i)];
+  for (int i = 0; i < 2; ++i) w.words[lane()][4 + i] = b[std::size_t(i)];
+  w.barrier.wait();
+  return w;
+}
+
 /// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32, D = A·B + C.
 inline void mma_m16n8k32_s8(int (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b) {
-  Warp& w = warp();
+  Warp& w = publish_operands(a, b);
   const int me = lane();
-  for (int i = 0; i < 4; ++i) w.words[me][i] = a[std::size_t(i)];
-  for (int i = 0; i < 2; ++i) w.words[me][4 + i] = b[std::size_t(i)];
-  w.barrier.wait();
   auto byte = [](std::uint32_t word, int k) { return int(std::int8_t((word >> (8 * (k % 4))) & 0xff)); };
   const int g = me / 4, t = me % 4;
   for (int i = 0; i < 4; ++i) {
@@ -160,11 +167,8 @@ inline void mma_m16n8k32_s8(int (&c)[4], std::array<std::uint32_t, 4> a, std::ar
 
 /// mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, D = A·B + C (exact products and sum, one rounding).
 inline void mma_m16n8k16_f16(float (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b) {
-  Warp& w = warp();
+  Warp& w = publish_operands(a, b);
   const int me = lane();
-  for (int i = 0; i < 4; ++i) w.words[me][i] = a[std::size_t(i)];
-  for (int i = 0; i < 2; ++i) w.words[me][4 + i] = b[std::size_t(i)];
-  w.barrier.wait();
   auto element = [](std::uint32_t word, int k) { return double(half_to_float(std::uint16_t(word >> (16 * (k % 2))))); };
   const int g = me / 4, t = me % 4;
   for (int i = 0; i < 4; ++i) {

@@ -15,7 +15,8 @@
 #
 # --configure-only unpacks the bundle and configures the whole toolchain against it, then stops (CI's
 # gpu_bundle test does this on a machine without a GPU). BUNDLE overrides the tarball's path.
-# PROFILE_DECODE=1 adds an ncu profile of the decode kernels at 131072 tokens (ncu-decode.txt).
+# PROFILE_DECODE=1 adds an ncu profile of the decode kernels at 131072 tokens (ncu-decode.txt): both INT2
+# kernels (CUDA cores, tensor cores) and the bf16 decode, 4 decodes each.
 # Logs and reports go to work-dir/logs, packed into $OUT/gpu-logs.tar.gz when OUT is set. PYTHON (default
 # python3) is the Python whose torch package gives LibTorch; TORCH_CMAKE_PREFIX and TORCH_LIB_DIR override it.
 set -uo pipefail
@@ -56,10 +57,13 @@ fi
 
 if [[ -n "${PROFILE_DECODE:-}" && -x "$work/build-runtime/lib/runtime/cuda/bench_runtime_cuda" ]] && command -v ncu >/dev/null; then
   stamp "1b. ncu: decode kernels at 131072 tokens"
-  ncu --clock-control none --kernel-name regex:decode -c 8 --section SpeedOfLight --section Occupancy \
+  ncu --clock-control none --kernel-name regex:decode -c 32 --section SpeedOfLight --section Occupancy \
     --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
     "$work/build-runtime/lib/runtime/cuda/bench_runtime_cuda" 1 131072 > "$logs/ncu-decode.txt" 2>&1
-  grep -E "decode_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Theoretical Occupancy|Block Limit|Grid Size|Stall|Issued Ipc|Warp Cycles Per Issued" "$logs/ncu-decode.txt" | head -80
+  # The first profile of each kernel and grid (the decodes repeat); a section starts at its "name (grid)x(block)" line.
+  awk '/^  [A-Za-z_].*\([0-9]+, [0-9]+, [0-9]+\)x\(/ { name = $1 $2 $3 $4; show = !(name in seen); seen[name] = 1 } show' \
+    "$logs/ncu-decode.txt" |
+    grep -E "decode_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Theoretical Occupancy|Block Limit|Grid Size|Stall|Issued Ipc|Warp Cycles Per Issued" | head -150
 fi
 
 stamp "2. whole toolchain: configure"

@@ -26,7 +26,7 @@ nlohmann::json digests(const std::vector<std::string>& paths) {
 nlohmann::json options_json(const VerifyRequest& request, const std::vector<std::string>& names,
                             const runtime::MixedCacheConfig& cache, model::ChatTemplate chat_template) {
   const EvaluationOptions& e = request.evaluation;
-  return {{"methods", names},
+  nlohmann::json options = {{"methods", names},
           {"sink", cache.sink_tokens},
           {"recent", cache.recent_tokens},
           {"group", cache.key_int2.group_size},
@@ -36,7 +36,6 @@ nlohmann::json options_json(const VerifyRequest& request, const std::vector<std:
           {"full_precision_storage", cache.full_precision == runtime::FullPrecisionType::kFloat32 ? "float32" : "bfloat16"},
           {"dtype", dtype_name(request.decoder.dtype)},
           {"device", request.decoder.device},
-          {"cuda_decode", request.cuda_decode},
           {"chat_template", model::chat_template_name(chat_template)},
           {"window", e.window},
           {"skip_tokens", e.skip_tokens},
@@ -48,6 +47,9 @@ nlohmann::json options_json(const VerifyRequest& request, const std::vector<std:
           {"top_p", e.sampling.top_p},
           {"seed", request.summary.seed},
           {"bootstrap", request.summary.bootstrap_resamples}};
+  // Only where it applies, so that CPU reports (the zoo's verify.json among them) do not change with it.
+  if (request.decoder.device.rfind("cuda", 0) == 0) options["cuda_decode"] = request.cuda_decode;
+  return options;
 }
 
 std::vector<std::string> markdown_header(const VerifyRequest& request, const model::LoadedModel& loaded,

@@ -2,8 +2,10 @@
 // cuda_emulation.h (a std::thread per CUDA thread; shuffles, barriers and mma.sync emulated), on INT2 page pools
 // built here, merged here by log-sum-exp, and compared with dense attention over the dequantised rows,
 // (code − zero)·scale, in double precision. Runs on any machine: what CI can check of the kernel without a GPU
-// (the GPU tests in test_cuda_runtime.cpp check it on the device).
+// (the GPU tests in test_cuda_runtime.cpp check it on the device). Likewise both merge kernels
+// (decode_merge.cuh) against the log-sum-exp formula.
 #include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel header
+#include "runtime/cuda/decode_merge.cuh"
 #include "runtime/cuda/decode_mma_kernel.cuh"
 
 #include <gtest/gtest.h>
@@ -206,6 +208,85 @@ TEST(DecodeMmaEmulated, HeadDim256Groups64TwelveQueryHeads) {
 TEST(DecodeMmaEmulated, AdversarialScalesAndZeros) {
   check_case({128, 64, 1, 4, 64, 600, 256, false, true}, 5u);
   check_case({256, 256, 1, 3, 64, 300, 128, true, true}, 6u);
+}
+
+// ---- Merges ------------------------------------------------------------------------------------------------------
+
+/// Both merge kernels on random partials (some splits empty: m = −inf) against the formula in double:
+/// y = R·(Σ_s acc_s·2^(m_s−M) / Σ_s l_s·2^(m_s−M)), R per layer or per KV head.
+void check_merges(int d, int kv_heads, int group_heads, int splits, int matrices, std::uint32_t seed) {
+  const int query_heads = kv_heads * group_heads;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> part_m(std::size_t(splits) * query_heads), part_l(part_m.size()),
+      part_acc(part_m.size() * std::size_t(d));
+  for (std::size_t i = 0; i < part_m.size(); ++i) {
+    const bool empty = i % 11 == 3;
+    part_m[i] = empty ? -INFINITY : 40.0f * unit(rng) - 20.0f;
+    part_l[i] = empty ? 0.0f : 1.0f + 50.0f * unit(rng);
+    for (int e = 0; e < d; ++e) part_acc[i * std::size_t(d) + std::size_t(e)] = empty ? 0.0f : part_l[i] * normal(rng);
+  }
+  std::vector<float> rotation(std::size_t(matrices) * d * d);
+  for (float& x : rotation) x = normal(rng) / std::sqrt(float(d));
+
+  detail::DecodeLaunch p;
+  p.head_dim = d;
+  p.kv_heads = kv_heads;
+  p.group_heads = group_heads;
+  p.part_m = part_m.data();
+  p.part_l = part_l.data();
+  p.part_acc = part_acc.data();
+  p.value_rotation = matrices > 0 ? rotation.data() : nullptr;
+  p.value_matrices = std::max(matrices, 1);
+  std::vector<double> want(std::size_t(query_heads) * d);
+  for (int hq = 0; hq < query_heads; ++hq) {
+    double big = -INFINITY, total = 0.0;
+    for (int s = 0; s < splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
+    std::vector<double> o(std::size_t(d), 0.0);
+    for (int s = 0; s < splits; ++s) {
+      const std::size_t i = std::size_t(s) * query_heads + hq;
+      if (std::isinf(part_m[i])) continue;
+      const double w = std::exp2(double(part_m[i]) - big);
+      total += w * part_l[i];
+      for (int e = 0; e < d; ++e) o[std::size_t(e)] += w * part_acc[i * std::size_t(d) + std::size_t(e)];
+    }
+    const float* r = rotation.data() + std::size_t(matrices == 1 ? 0 : hq / group_heads) * d * d;
+    for (int j = 0; j < d; ++j) {
+      double y = 0.0;
+      for (int i = 0; i < d; ++i) y += (matrices > 0 ? r[std::size_t(j) * d + std::size_t(i)] : (i == j ? 1.0 : 0.0)) * o[std::size_t(i)];
+      want[std::size_t(hq) * d + std::size_t(j)] = y / total;
+    }
+  }
+  for (int parallel = 0; parallel < 2; ++parallel) {
+    std::vector<float> out(want.size(), NAN);
+    p.out = out.data();
+    if (parallel) {
+      cuda_emulation::launch({unsigned(query_heads), 1, 1}, detail::merge::kMergeThreads,
+                             [&] { detail::merge::decode_merge_parallel_kernel(p, splits); });
+    } else {
+      cuda_emulation::launch({unsigned(query_heads), 1, 1}, detail::kMaxHeadDim,
+                             [&] { detail::merge::decode_merge_kernel(p, splits); });
+    }
+    double worst = 0.0, biggest = 0.0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(out[i])) << (parallel ? "parallel" : "serial") << " merge, element " << i;
+      worst = std::max(worst, std::fabs(double(out[i]) - want[i]));
+      biggest = std::max(biggest, std::fabs(want[i]));
+    }
+    EXPECT_LE(worst, 1e-5 * biggest) << (parallel ? "parallel" : "serial") << " merge, d " << d << ", " << splits
+                                     << " splits: max |kernel − formula| " << worst << ", max " << biggest;
+  }
+}
+
+TEST(DecodeMergeEmulated, BothMergesEqualTheFormula) {
+  check_merges(128, 2, 3, 37, 1, 11u);
+  check_merges(64, 1, 2, 5, 0, 12u);
+  check_merges(256, 2, 1, 3, 2, 13u);
+}
+
+TEST(DecodeMergeEmulated, MoreSplitsThanOneWeightTile) {
+  check_merges(128, 1, 2, detail::merge::kMergeTile + 300, 1, 14u);
 }
 
 }  // namespace

@@ -26,6 +26,12 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 /// A stored scale or zero (float16 or float32) as a float.
 __device__ __forceinline__ float load_scale(const void* base, std::int64_t index, bool float16) {
   if (float16) return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[index]));

@@ -44,6 +44,7 @@ using decode::int2_row;
 using decode::kNegInf;
 using decode::load_scale;
 using decode::warp_max;
+using decode::warp_sum;
 static_assert(mma::kRows == decode::kHeads, "the partials' layout assumes 8 query heads per launch");
 inline constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -116,12 +117,6 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(kFullMask, v, 1);
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
-__device__ __forceinline__ int warp_sum(int v) {
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
 /// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
 struct TileRows {
   std::int64_t base = 0;

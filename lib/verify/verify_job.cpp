@@ -24,7 +24,7 @@ nlohmann::json digests(const std::vector<std::string>& paths) {
 }
 
 nlohmann::json options_json(const VerifyRequest& request, const std::vector<std::string>& names,
-                            const runtime::MixedCacheConfig& cache, model::ChatTemplate chat_template) {
+                            const runtime::MixedCacheConfig& cache, model::ChatTemplate chat_template, bool on_gpu) {
   const EvaluationOptions& e = request.evaluation;
   nlohmann::json options = {{"methods", names},
           {"sink", cache.sink_tokens},
@@ -48,7 +48,7 @@ nlohmann::json options_json(const VerifyRequest& request, const std::vector<std:
           {"seed", request.summary.seed},
           {"bootstrap", request.summary.bootstrap_resamples}};
   // Only where it applies, so that CPU reports (the zoo's verify.json among them) do not change with it.
-  if (request.decoder.device.rfind("cuda", 0) == 0) options["cuda_decode"] = request.cuda_decode;
+  if (on_gpu) options["cuda_decode"] = request.cuda_decode;
   return options;
 }
 
@@ -124,7 +124,7 @@ VerifyOutcome run_verify(const VerifyRequest& request) {
     report["rotations"] = {{"path", request.rotations_path}, {"files", digests(calibrated.files)},
                            {"key_objective", calibrated.key_objective}, {"value_objective", calibrated.value_objective}};
     report["eval_files"] = digests(request.eval_files);
-    report["options"] = options_json(request, names, cache, evaluation.chat_template);
+    report["options"] = options_json(request, names, cache, evaluation.chat_template, on_gpu);
     for (const MethodSummary& summary : outcome.summaries) report["summary"].push_back(summary_json(summary));
     for (const DatasetResult& dataset : result.datasets) report["datasets"].push_back(dataset_json(dataset, names));
     report["budget"] = {{"max_drop", request.budget.max_drop ? nlohmann::json(*request.budget.max_drop) : nlohmann::json()},

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/dtype.h"
+
 #define __global__
 #define __device__
 #define __host__
@@ -124,17 +126,8 @@ T exchange(T value, int source) {
   return out;
 }
 
-inline float half_to_float(std::uint16_t bits) {
-  _Float16 h;
-  std::memcpy(&h, &bits, 2);
-  return float(h);
-}
-inline std::uint16_t float_to_half(float x) {
-  const _Float16 h = static_cast<_Float16>(x);  // round to nearest even
-  std::uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
+using oscar::float16_to_float;
+using oscar::float_to_float16;  // round to nearest even
 
 /// Publishes the lane's A registers (words 0…3) and B registers (words 4, 5) of an MMA; returns once the whole
 /// warp has.
@@ -169,7 +162,7 @@ inline void mma_m16n8k32_s8(int (&c)[4], std::array<std::uint32_t, 4> a, std::ar
 inline void mma_m16n8k16_f16(float (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b) {
   Warp& w = publish_operands(a, b);
   const int me = lane();
-  auto element = [](std::uint32_t word, int k) { return double(half_to_float(std::uint16_t(word >> (16 * (k % 2))))); };
+  auto element = [](std::uint32_t word, int k) { return double(float16_to_float(std::uint16_t(word >> (16 * (k % 2))))); };
   const int g = me / 4, t = me % 4;
   for (int i = 0; i < 4; ++i) {
     const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
@@ -195,17 +188,13 @@ inline float __shfl_xor_sync(unsigned, float v, int mask) { return cuda_emulatio
 inline int __shfl_xor_sync(unsigned, int v, int mask) { return cuda_emulation::exchange(v, cuda_emulation::lane() ^ mask); }
 inline float __shfl_sync(unsigned, float v, int source) { return cuda_emulation::exchange(v, source); }
 
-inline float __uint_as_float(unsigned u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+inline float __uint_as_float(unsigned u) { return oscar::bits_to_float(u); }
 inline int __float2int_rn(float x) { return int(std::nearbyint(x)); }
 inline __half __ushort_as_half(unsigned short bits) { return __half{bits}; }
-inline float __half2float(__half h) { return cuda_emulation::half_to_float(h.bits); }
+inline float __half2float(__half h) { return cuda_emulation::float16_to_float(h.bits); }
 inline __half2 __halves2half2(__half low, __half high) { return __half2{low, high}; }
 inline __half2 __floats2half2_rn(float low, float high) {
-  return __half2{__half{cuda_emulation::float_to_half(low)}, __half{cuda_emulation::float_to_half(high)}};
+  return __half2{__half{cuda_emulation::float_to_float16(low)}, __half{cuda_emulation::float_to_float16(high)}};
 }
 inline float __low2float(__half2 h) { return __half2float(h.x); }
 inline float __high2float(__half2 h) { return __half2float(h.y); }

@@ -1,12 +1,13 @@
 // The tensor-core decode kernel's own source (lib/runtime/cuda/decode_mma_kernel.cuh) run on the CPU through
 // cuda_emulation.h (a std::thread per CUDA thread; shuffles, barriers and mma.sync emulated), on INT2 page pools
-// built here, merged here by log-sum-exp, and compared with dense attention over the dequantised rows,
-// (code − zero)·scale, in double precision. Runs on any machine: what CI can check of the kernel without a GPU
+// built here, merged here by log-sum-exp, and compared with dense attention (in double) over the rows as the
+// CPU runtime's reference dequantises them. Runs on any machine: what CI can check of the kernel without a GPU
 // (the GPU tests in test_cuda_runtime.cpp check it on the device). Likewise both merge kernels
 // (decode_merge.cuh) against the log-sum-exp formula.
 #include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel header
 #include "runtime/cuda/decode_merge.cuh"
 #include "runtime/cuda/decode_mma_kernel.cuh"
+#include "runtime/int2_quantize.h"
 
 #include <gtest/gtest.h>
 
@@ -28,13 +29,21 @@ struct EmulatedCase {
   bool adversarial;  // large zero offsets, scales over 2^±10, a zero scale
 };
 
-/// INT2 page pools of random codes, scales and zeros; `stored` holds the scale/zero bits as the kernel reads them.
+/// INT2 page pools of random codes, scales and zeros (stored as the format stores them), and every row
+/// dequantised by the CPU runtime's reference.
 struct Pools {
+  Int2Config format;
+  int page_tokens = 0;
   std::vector<int> page_table;
-  std::vector<std::uint8_t> codes[2];
-  std::vector<float> scale[2], zero[2];          // the values (float16 ones decoded)
-  std::vector<float> stored_f32[2][2];           // [kind][scale, zero]
-  std::vector<std::uint16_t> stored_f16[2][2];
+  std::vector<std::uint8_t> codes[2], scales[2], zeros[2];
+  std::vector<float> dequantized[2];  // [pool row][d]
+
+  /// Dequantised row of token t of KV head h.
+  const float* row(int kind, std::int64_t t, int h, int kv_heads) const {
+    const std::int64_t r = (std::int64_t(page_table[std::size_t(t / page_tokens)]) * kv_heads + h) * page_tokens +
+                           t % page_tokens;
+    return dequantized[kind].data() + std::size_t(r) * std::size_t(format.head_dim);
+  }
 };
 
 Pools make_pools(const EmulatedCase& c, std::uint32_t seed) {
@@ -43,17 +52,20 @@ Pools make_pools(const EmulatedCase& c, std::uint32_t seed) {
   const std::int64_t rows = pages * c.kv_heads * c.page_tokens;
   std::mt19937 rng(seed);
   Pools pools;
+  pools.format = Int2Config{d, c.group_size, 0.0, c.float16 ? ScaleType::kFloat16 : ScaleType::kFloat32,
+                            Encoding::kMinMax};
+  pools.page_tokens = c.page_tokens;
   pools.page_table.resize(std::size_t(pages));
   std::iota(pools.page_table.begin(), pools.page_table.end(), 0);
   std::shuffle(pools.page_table.begin(), pools.page_table.end(), rng);
   std::uniform_int_distribution<int> byte(0, 255);
   std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  const std::size_t scale_bytes = c.float16 ? 2 : 4, n = std::size_t(rows) * std::size_t(groups);
   for (int kind = 0; kind < 2; ++kind) {
     pools.codes[kind].resize(std::size_t(rows) * std::size_t(d / 4));
     for (auto& b : pools.codes[kind]) b = std::uint8_t(byte(rng));
-    const std::size_t n = std::size_t(rows) * std::size_t(groups);
-    pools.scale[kind].resize(n);
-    pools.zero[kind].resize(n);
+    pools.scales[kind].resize(n * scale_bytes);
+    pools.zeros[kind].resize(n * scale_bytes);
     for (std::size_t i = 0; i < n; ++i) {
       float scale = 0.05f + unit(rng), zero = 3.0f * unit(rng);
       if (c.adversarial) {
@@ -61,34 +73,39 @@ Pools make_pools(const EmulatedCase& c, std::uint32_t seed) {
         zero = i % 7 == 0 ? 1000.0f * unit(rng) : zero;
         if (i == n / 2) scale = 0.0f;
       }
-      pools.stored_f32[kind][0].push_back(scale);
-      pools.stored_f32[kind][1].push_back(zero);
-      pools.stored_f16[kind][0].push_back(cuda_emulation::float_to_half(scale));
-      pools.stored_f16[kind][1].push_back(cuda_emulation::float_to_half(zero));
-      pools.scale[kind][i] = c.float16 ? cuda_emulation::half_to_float(pools.stored_f16[kind][0].back()) : scale;
-      pools.zero[kind][i] = c.float16 ? cuda_emulation::half_to_float(pools.stored_f16[kind][1].back()) : zero;
+      store_scale(pools.scales[kind].data(), std::int64_t(i), pools.format.scale_type, scale);
+      store_scale(pools.zeros[kind].data(), std::int64_t(i), pools.format.scale_type, zero);
     }
+    pools.dequantized[kind].resize(std::size_t(rows) * std::size_t(d));
+    dequantize_rows_reference({pools.codes[kind].data(), pools.scales[kind].data(), pools.zeros[kind].data()}, rows,
+                              pools.format, pools.dequantized[kind].data());
   }
   return pools;
 }
 
-/// Dequantised element j of token t of KV head h: (code − zero)·scale, the format's formula.
-double element(const EmulatedCase& c, const Pools& pools, int kind, std::int64_t t, int h, int j) {
-  const int d = c.head_dim, quarter = d / 4, groups = d / c.group_size;
-  const std::int64_t row =
-      (std::int64_t(pools.page_table[std::size_t(t / c.page_tokens)]) * c.kv_heads + h) * c.page_tokens + t % c.page_tokens;
-  const int code = (pools.codes[kind][std::size_t(row * quarter + j % quarter)] >> (2 * (j / quarter))) & 3;
-  const std::size_t g = std::size_t(row * groups + j / c.group_size);
-  return (double(code) - pools.zero[kind][g]) * double(pools.scale[kind][g]);
+/// The merge by log-sum-exp (base 2) of query head hq's partials over `splits` splits, in double.
+std::vector<double> merge_formula(const std::vector<float>& part_m, const std::vector<float>& part_l,
+                                  const std::vector<float>& part_acc, int splits, int query_heads, int d, int hq) {
+  double big = -INFINITY, total = 0.0;
+  for (int s = 0; s < splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
+  std::vector<double> o(std::size_t(d), 0.0);
+  for (int s = 0; s < splits; ++s) {
+    const std::size_t i = std::size_t(s) * query_heads + hq;
+    if (std::isinf(part_m[i])) continue;
+    const double w = std::exp2(double(part_m[i]) - big);
+    total += w * part_l[i];
+    for (int e = 0; e < d; ++e) o[std::size_t(e)] += w * part_acc[i * std::size_t(d) + std::size_t(e)];
+  }
+  for (double& x : o) x /= total;
+  return o;
 }
 
 template <int D, int NG>
 void run_kernel(const detail::DecodeLaunch& p) {
-  for (int base = 0; base < p.group_heads; base += detail::mma_decode::kRows) {
-    const int heads = std::min(detail::mma_decode::kRows, p.group_heads - base);
+  detail::for_each_head_launch(p.group_heads, [&](int base, int heads) {
     cuda_emulation::launch({unsigned(p.int2_splits), unsigned(p.kv_heads), 1}, detail::mma_decode::kThreads,
                            [&] { detail::mma_decode::decode_int2_mma_kernel<D, NG>(p, base, heads); });
-  }
+  });
 }
 
 void dispatch(const detail::DecodeLaunch& p) {
@@ -126,17 +143,10 @@ void check_case(const EmulatedCase& c, std::uint32_t seed) {
   p.page_table = pools.page_table.data();
   p.k_codes = pools.codes[0].data();
   p.v_codes = pools.codes[1].data();
-  const void* stored[2][2];
-  for (int kind = 0; kind < 2; ++kind) {
-    for (int what = 0; what < 2; ++what) {
-      stored[kind][what] = c.float16 ? static_cast<const void*>(pools.stored_f16[kind][what].data())
-                                     : static_cast<const void*>(pools.stored_f32[kind][what].data());
-    }
-  }
-  p.k_scales = stored[0][0];
-  p.k_zeros = stored[0][1];
-  p.v_scales = stored[1][0];
-  p.v_zeros = stored[1][1];
+  p.k_scales = pools.scales[0].data();
+  p.k_zeros = pools.zeros[0].data();
+  p.v_scales = pools.scales[1].data();
+  p.v_zeros = pools.zeros[1].data();
   p.k_group_size = p.v_group_size = c.group_size;
   p.k_float16 = p.v_float16 = c.float16;
   p.int2_chunk = c.chunk;
@@ -152,23 +162,14 @@ void check_case(const EmulatedCase& c, std::uint32_t seed) {
   double worst = 0.0, biggest = 0.0;
   for (int hq = 0; hq < query_heads; ++hq) {
     const int h = hq / c.group_heads;
-    // The merge, by log-sum-exp (base 2) over the splits.
-    double big = -INFINITY, total = 0.0;
-    for (int s = 0; s < p.int2_splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
-    std::vector<double> got(std::size_t(d), 0.0);
-    for (int s = 0; s < p.int2_splits; ++s) {
-      const std::size_t i = std::size_t(s) * query_heads + hq;
-      if (std::isinf(part_m[i])) continue;
-      const double w = std::exp2(double(part_m[i]) - big);
-      total += w * part_l[i];
-      for (int e = 0; e < d; ++e) got[std::size_t(e)] += w * part_acc[i * std::size_t(d) + std::size_t(e)];
-    }
+    const std::vector<double> got = merge_formula(part_m, part_l, part_acc, p.int2_splits, query_heads, d, hq);
     // Dense attention over the dequantised rows.
     std::vector<double> score(std::size_t(c.tokens));
     double top = -INFINITY;
     for (std::int64_t t = 0; t < c.tokens; ++t) {
       double dot = 0.0;
-      for (int j = 0; j < d; ++j) dot += double(q[std::size_t(hq) * d + std::size_t(j)]) * element(c, pools, 0, t, h, j);
+      const float* k = pools.row(0, t, h, c.kv_heads);
+      for (int j = 0; j < d; ++j) dot += double(q[std::size_t(hq) * d + std::size_t(j)]) * k[j];
       score[std::size_t(t)] = dot * softmax_scale;
       top = std::max(top, score[std::size_t(t)]);
     }
@@ -177,11 +178,12 @@ void check_case(const EmulatedCase& c, std::uint32_t seed) {
     for (std::int64_t t = 0; t < c.tokens; ++t) {
       const double w = std::exp(score[std::size_t(t)] - top);
       sum += w;
-      for (int j = 0; j < d; ++j) want[std::size_t(j)] += w * element(c, pools, 1, t, h, j);
+      const float* v = pools.row(1, t, h, c.kv_heads);
+      for (int j = 0; j < d; ++j) want[std::size_t(j)] += w * v[j];
     }
     for (int j = 0; j < d; ++j) {
-      ASSERT_TRUE(std::isfinite(got[std::size_t(j)] / total)) << "head " << hq << " dim " << j;
-      worst = std::max(worst, std::fabs(got[std::size_t(j)] / total - want[std::size_t(j)] / sum));
+      ASSERT_TRUE(std::isfinite(got[std::size_t(j)])) << "head " << hq << " dim " << j;
+      worst = std::max(worst, std::fabs(got[std::size_t(j)] - want[std::size_t(j)] / sum));
       biggest = std::max(biggest, std::fabs(want[std::size_t(j)] / sum));
     }
   }
@@ -241,21 +243,12 @@ void check_merges(int d, int kv_heads, int group_heads, int splits, int matrices
   p.value_matrices = std::max(matrices, 1);
   std::vector<double> want(std::size_t(query_heads) * d);
   for (int hq = 0; hq < query_heads; ++hq) {
-    double big = -INFINITY, total = 0.0;
-    for (int s = 0; s < splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
-    std::vector<double> o(std::size_t(d), 0.0);
-    for (int s = 0; s < splits; ++s) {
-      const std::size_t i = std::size_t(s) * query_heads + hq;
-      if (std::isinf(part_m[i])) continue;
-      const double w = std::exp2(double(part_m[i]) - big);
-      total += w * part_l[i];
-      for (int e = 0; e < d; ++e) o[std::size_t(e)] += w * part_acc[i * std::size_t(d) + std::size_t(e)];
-    }
+    const std::vector<double> o = merge_formula(part_m, part_l, part_acc, splits, query_heads, d, hq);
     const float* r = rotation.data() + std::size_t(matrices == 1 ? 0 : hq / group_heads) * d * d;
     for (int j = 0; j < d; ++j) {
       double y = 0.0;
       for (int i = 0; i < d; ++i) y += (matrices > 0 ? r[std::size_t(j) * d + std::size_t(i)] : (i == j ? 1.0 : 0.0)) * o[std::size_t(i)];
-      want[std::size_t(hq) * d + std::size_t(j)] = y / total;
+      want[std::size_t(hq) * d + std::size_t(j)] = y;
     }
   }
   for (int parallel = 0; parallel < 2; ++parallel) {

@@ -123,8 +123,10 @@ void check_scores(int group_size, std::uint32_t seed) {
           std::uint32_t a[kLanes][4] = {}, b[kLanes][2] = {};
           for (int lane = 0; lane < kLanes; ++lane) {
             const int g = lane / 4, r = lane % 4;
-            a[lane][0] = mma::query_fragment<D>(query[std::size_t(g)].data(), s, r, 0, limb);
-            a[lane][2] = mma::query_fragment<D>(query[std::size_t(g)].data(), s, r, 1, limb);
+            std::uint32_t limbs[2][3];
+            for (int j = 0; j < 2; ++j) mma::query_fragments<D>(query[std::size_t(g)].data(), s, r, j, limbs[j]);
+            a[lane][0] = limbs[0][limb];
+            a[lane][2] = limbs[1][limb];
             std::uint32_t words[KL::kLaneWords];
             for (int i = 0; i < KL::kLaneWords; ++i) {
               words[i] = word_at(tile.packed[std::size_t(8 * n + g)], KL::loaded_word(r, i));

@@ -139,22 +139,20 @@ TEST(VerifyScoringCuda, CudaInt2RuntimeMatchesTheCpuRuntime) {
   MethodScorer cpu(decoder, methods[0], cache), gpu(decoder, methods[0], cache), gpu_tc(decoder, methods[0], cache);
   gpu.use_cuda_int2_runtime();
   gpu_tc.use_cuda_int2_runtime(true);
-  struct Run {
-    MethodScorer* device;
-    int prefill;
-  };
-  for (const Run run : {Run{&gpu, 0}, Run{&gpu, 100}, Run{&gpu_tc, 0}, Run{&gpu_tc, 100}}) {
-    const int prefill = run.prefill;
-    const std::vector<float> a = cpu.log_probs(tokens, prefill), b = run.device->log_probs(tokens, prefill);
-    double worst = 0, sum = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      worst = std::max(worst, double(std::abs(a[i] - b[i])));
-      sum += std::abs(a[i] - b[i]);
+  for (int prefill : {0, 100}) {
+    const std::vector<float> a = cpu.log_probs(tokens, prefill);
+    for (MethodScorer* device : {&gpu, &gpu_tc}) {
+      const std::vector<float> b = device->log_probs(tokens, prefill);
+      double worst = 0, sum = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, double(std::abs(a[i] - b[i])));
+        sum += std::abs(a[i] - b[i]);
+      }
+      // Same INT2 bytes on both; decode sums in another float32 order, which can flip a code downstream.
+      const char* kernel = device == &gpu ? "CUDA cores" : "tensor cores";
+      EXPECT_LT(worst, 5e-3) << kernel << ", prefill " << prefill;
+      EXPECT_LT(sum / double(a.size()), 1e-4) << kernel << ", prefill " << prefill;
     }
-    // Same INT2 bytes on both; decode sums in another float32 order, which can flip a code downstream.
-    const char* kernel = run.device == &gpu ? "CUDA cores" : "tensor cores";
-    EXPECT_LT(worst, 5e-3) << kernel << ", prefill " << prefill;
-    EXPECT_LT(sum / double(a.size()), 1e-4) << kernel << ", prefill " << prefill;
   }
 }
 

@@ -283,11 +283,10 @@ template <int D>
 void launch_split(const DecodeLaunch& p, int first_split, int splits, cudaStream_t stream) {
   if (splits == 0) return;
   const dim3 grid(unsigned(splits), unsigned(p.kv_heads));
-  for (int base = 0; base < p.group_heads; base += kMaxGq) {
-    decode_split_kernel<D>
-        <<<grid, kThreads, 0, stream>>>(p, base, std::min(kMaxGq, p.group_heads - base), first_split);
+  for_each_head_launch(p.group_heads, [&](int base, int heads) {
+    decode_split_kernel<D><<<grid, kThreads, 0, stream>>>(p, base, heads, first_split);
     check_cuda(cudaGetLastError(), "decode split kernel launch");
-  }
+  });
 }
 
 }  // namespace
@@ -295,8 +294,7 @@ void launch_split(const DecodeLaunch& p, int first_split, int splits, cudaStream
 void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   // Tensor cores take the INT2 splits when asked for and able to; this kernel takes the rest.
-  const bool tensor_cores = p.tensor_cores && p.int2_splits > 0 &&
-                            int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk);
+  const bool tensor_cores = p.tensor_cores;
   if (tensor_cores) launch_decode_int2_mma(p, stream);
   const int first = tensor_cores ? p.int2_splits : 0, splits = p.int2_splits + p.fp_splits - first;
   switch (p.head_dim) {

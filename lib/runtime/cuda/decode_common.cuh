@@ -1,5 +1,5 @@
 // Device helpers shared by the split decode kernels (decode.cu: CUDA cores; decode_mma.cu: tensor cores).
-// Both kernels write the same partials, so the merge does not depend on which one ran.
+// Both kernels write the same partials, which either merge (decode_merge.cuh) combines.
 #pragma once
 
 #if defined(__CUDACC__)  // else the host emulation of tests/runtime_cuda/cuda_emulation.h

@@ -1,17 +1,4 @@
-// Split decode attention over the INT2 segment on tensor cores (DecodeKernel::kTensorCores). Same grid, same
-// partials (m, l, acc in base 2) as the CUDA-core split kernel of decode.cu, so the merge is shared.
-//
-// Why: the CUDA-core kernel dequantises every element for every query head ((code − zero)·scale, then an FMA
-// per head), which makes it instruction-bound at about 5 % of the H200's bandwidth. Here the format's algebra
-// moves the scales out of the inner products:
-//   q·k̂ = Σ_groups scale·(Σ_j q_j·code_j − zero·Σ_j q_j)       (keys, per token and group)
-//   Σ_t p_t·v̂_t[j] = Σ_t (p_t·scale_t)·code_t[j] − Σ_t p_t·scale_t·zero_t   (values, per group)
-// so the inner products are of raw codes: integer MMAs for the scores (the query as three exact 8-bit limbs,
-// codes as int8 straight from the packed bytes) and half-precision MMAs for the values (codes 0…3 are exact
-// halves; p·scale as a high and a low half, ~22 bits). Register layouts: decode_mma_layout.cuh.
-//
-// Block: 4 warps, one KV head, ≤ 8 query heads, one chunk of the INT2 segment; warps take 16-token tiles in
-// turn and keep their own online softmax; the block combines them in shared memory like decode.cu.
+// Launches the tensor-core split decode kernel (decode_mma_kernel.cuh, where the design is described).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -25,17 +12,15 @@ namespace oscar::runtime::gpu::detail {
 namespace {
 
 using mma_decode::decode_int2_mma_kernel;
-using mma_decode::kRows;
 using mma_decode::kThreads;
 
 template <int D, int NG>
 void launch_groups(const DecodeLaunch& p, cudaStream_t stream) {
   const dim3 grid(unsigned(p.int2_splits), unsigned(p.kv_heads));
-  for (int base = 0; base < p.group_heads; base += kRows) {
-    const int heads = p.group_heads - base < kRows ? p.group_heads - base : kRows;
+  for_each_head_launch(p.group_heads, [&](int base, int heads) {
     decode_int2_mma_kernel<D, NG><<<grid, kThreads, 0, stream>>>(p, base, heads);
     check_cuda(cudaGetLastError(), "tensor-core decode kernel launch");
-  }
+  });
 }
 
 template <int D>
@@ -56,7 +41,7 @@ bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group
 }
 
 void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
-  if (!int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
+  if (p.int2_splits <= 0 || !int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   switch (p.head_dim) {
     case 64: launch_head_dim<64>(p, stream); break;

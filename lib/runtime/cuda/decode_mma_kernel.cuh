@@ -1,5 +1,6 @@
-// The tensor-core split decode kernel over the INT2 segment (launched by decode_mma.cu) (DecodeKernel::kTensorCores). Same grid, same
-// partials (m, l, acc in base 2) as the CUDA-core split kernel of decode.cu, so the merge is shared.
+// The tensor-core split decode kernel over the INT2 segment (DecodeKernel::kTensorCores; launched by
+// decode_mma.cu). Same grid and same partials (m, l, acc in base 2) as the CUDA-core split kernel of decode.cu:
+// either merge (decode_merge.cuh) combines them.
 //
 // Why: the CUDA-core kernel dequantises every element for every query head ((code − zero)·scale, then an FMA
 // per head), which makes it instruction-bound at about 5 % of the H200's bandwidth. Here the format's algebra
@@ -58,7 +59,6 @@ struct MmaShared {
   float wm[kDecodeWarps][kRows];
   float wl[kDecodeWarps][kRows];
   float wz[kDecodeWarps][kRows][D / 32];
-  float wf[kDecodeWarps];
   float acc[kRows][D];
 };
 
@@ -234,8 +234,10 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
   // The lanes' query fragments (head g), and the lane's query sums per key group.
   if (warp == 0) {
     for (int s = 0; s < KL::kSlices; ++s) {
-      for (int l = 0; l < 3; ++l) {
-        for (int j = 0; j < 2; ++j) sh.q_fragment[s][l][j][lane] = mma::query_fragment<D>(sh.q[g], s, r, j, l);
+      for (int j = 0; j < 2; ++j) {
+        std::uint32_t limbs[3];
+        mma::query_fragments<D>(sh.q[g], s, r, j, limbs);
+        for (int l = 0; l < 3; ++l) sh.q_fragment[s][l][j][lane] = limbs[l];
       }
     }
   }
@@ -389,10 +391,18 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
 #pragma unroll
     for (int gi = 0; gi < NG; ++gi) sh.wz[warp][g][gi] = zero_sum[gi];
   }
-  if (lane == 0) sh.wf[warp] = value_factor;
   for (int i = threadIdx.x; i < kRows * D; i += kThreads) (&sh.acc[0][0])[i] = 0.0f;
   __syncthreads();
 
+  // This warp's weight 2^(m_w − M) for the lane's accumulator columns, heads 2r and 2r+1 (M: the block max).
+  float factor[2];
+#pragma unroll
+  for (int c = 0; c < 2; ++c) {
+    const int head = 2 * r + c;
+    float block_max = kNegInf;
+    for (int v = 0; v < kDecodeWarps; ++v) block_max = fmaxf(block_max, sh.wm[v][head]);
+    factor[c] = sh.wm[warp][head] == kNegInf ? 0.0f : exp2f(sh.wm[warp][head] - block_max);
+  }
   for (int w = 0; w < kDecodeWarps; ++w) {
     if (warp == w) {
 #pragma unroll
@@ -401,12 +411,8 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
         for (int c = 0; c < 4; ++c) {
           const int head = 2 * r + c % 2, dim = VL::dim(t, g + 8 * (c / 2));
           if (head < heads) {
-            float block_max = kNegInf;
-            for (int v = 0; v < kDecodeWarps; ++v) block_max = fmaxf(block_max, sh.wm[v][head]);
-            const float mw = sh.wm[w][head];
-            const float factor = mw == kNegInf ? 0.0f : exp2f(mw - block_max);
-            const float value = acc[t][c] * sh.wf[w] - sh.wz[w][head][dim / (D / NG)];
-            sh.acc[head][dim] += factor * value;
+            const float value = acc[t][c] * value_factor - sh.wz[w][head][dim / (D / NG)];
+            sh.acc[head][dim] += factor[c % 2] * value;
           }
         }
       }

@@ -87,16 +87,15 @@ OSCAR_HD void query_limbs(int q, int (&limb)[3]) {
 }
 inline constexpr float kQueryMagnitude = 4194304.0f;  ///< 2^22
 
-/// A register j (0: row g k 4r…, 1: row g k 16+4r…) of slice s for limb l, from the head's integer query.
+/// A register j (0: row g k 4r…, 1: row g k 16+4r…) of slice s for each limb, from the head's integer query.
 template <int D>
-OSCAR_HD std::uint32_t query_fragment(const int* head_query, int s, int r, int j, int l) {
-  std::uint32_t out = 0;
+OSCAR_HD void query_fragments(const int* head_query, int s, int r, int j, std::uint32_t (&out)[3]) {
+  out[0] = out[1] = out[2] = 0;
   for (int b = 0; b < 4; ++b) {
     int limb[3];
     query_limbs(head_query[KeyLayout<D>::dim(s, r, j, b)], limb);
-    out |= std::uint32_t(std::uint8_t(limb[l])) << (8 * b);
+    for (int l = 0; l < 3; ++l) out[l] |= std::uint32_t(std::uint8_t(limb[l])) << (8 * b);
   }
-  return out;
 }
 
 // ---- Values ----------------------------------------------------------------------------------------------------

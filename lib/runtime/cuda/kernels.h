@@ -100,9 +100,19 @@ struct DecodeLaunch {
   const float* value_rotation = nullptr;  ///< [matrices, d, d] or nullptr
   int value_matrices = 1;
   float* out = nullptr;
-  /// INT2 splits on tensor cores (decode_mma.cu) when int2_mma_decode_supported.
+  /// INT2 splits on tensor cores (decode_mma.cu; needs int2_splits > 0 and int2_mma_decode_supported), then
+  /// the parallel merge.
   bool tensor_cores = false;
 };
+/// Calls launch(head_base, heads) for each launch of a split kernel: ≤ kDecodeMaxGroupHeads query heads of
+/// each KV head's group per launch.
+template <class Launch>
+void for_each_head_launch(int group_heads, const Launch& launch) {
+  for (int base = 0; base < group_heads; base += kDecodeMaxGroupHeads) {
+    launch(base, group_heads - base < kDecodeMaxGroupHeads ? group_heads - base : kDecodeMaxGroupHeads);
+  }
+}
+
 /// The split kernels (one launch per ≤ 8 query heads of each KV head), then the merge kernel.
 void launch_decode(const DecodeLaunch& p, void* stream);
 /// Whether the tensor-core kernel can take INT2 splits of this geometry: d 64, 128 or 256, the same group size

@@ -489,7 +489,7 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   // With the tensor-core kernel on the INT2 segment, the CUDA-core kernel's bf16 splits run after it on the
   // stream: one 128-token warp round per block keeps that launch short.
   const bool tensor_cores =
-      c.decode_kernel == DecodeKernel::kTensorCores &&
+      c.decode_kernel == DecodeKernel::kTensorCores && n2 > 0 &&
       detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size, chunk);
   const std::int64_t fp_chunk = tensor_cores ? 128 : chunk;
   const int int2_splits = int((n2 + chunk - 1) / chunk), fp_splits = int((nfp + fp_chunk - 1) / fp_chunk);

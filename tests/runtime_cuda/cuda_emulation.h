@@ -158,11 +158,14 @@ inline void mma_m16n8k32_s8(int (&c)[4], std::array<std::uint32_t, 4> a, std::ar
   w.barrier.wait();
 }
 
-/// mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32, D = A·B + C (exact products and sum, one rounding).
-inline void mma_m16n8k16_f16(float (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b) {
+/// mma.sync.aligned.m16n8k16.row.col.f32 on 16-bit elements (decoded by `element`), D = A·B + C: exact products
+/// and sum, one rounding.
+template <class Element>
+void mma_m16n8k16(float (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b,
+                  const Element& element) {
   Warp& w = publish_operands(a, b);
   const int me = lane();
-  auto element = [](std::uint32_t word, int k) { return double(float16_to_float(std::uint16_t(word >> (16 * (k % 2))))); };
+  auto half = [&](std::uint32_t word, int k) { return double(element(std::uint16_t(word >> (16 * (k % 2))))); };
   const int g = me / 4, t = me % 4;
   for (int i = 0; i < 4; ++i) {
     const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
@@ -170,11 +173,17 @@ inline void mma_m16n8k16_f16(float (&c)[4], std::array<std::uint32_t, 4> a, std:
     for (int k = 0; k < 16; ++k) {
       const int a_lane = (row % 8) * 4 + (k % 8) / 2, a_reg = (row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0);
       const int b_lane = col * 4 + (k % 8) / 2, b_reg = 4 + (k >= 8 ? 1 : 0);
-      sum += element(w.words[a_lane][a_reg], k) * element(w.words[b_lane][b_reg], k);
+      sum += half(w.words[a_lane][a_reg], k) * half(w.words[b_lane][b_reg], k);
     }
     c[i] = float(sum);
   }
   w.barrier.wait();
+}
+inline void mma_m16n8k16_f16(float (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b) {
+  mma_m16n8k16(c, a, b, float16_to_float);
+}
+inline void mma_m16n8k16_bf16(float (&c)[4], std::array<std::uint32_t, 4> a, std::array<std::uint32_t, 2> b) {
+  mma_m16n8k16(c, a, b, oscar::bfloat16_to_float);
 }
 
 }  // namespace cuda_emulation

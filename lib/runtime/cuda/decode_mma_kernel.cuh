@@ -28,6 +28,7 @@
 #include <cstring>
 
 #include "runtime/cuda/decode_common.cuh"
+#include "runtime/cuda/decode_mma_common.cuh"
 #include "runtime/cuda/decode_mma_layout.cuh"
 #include "runtime/cuda/kernels.h"
 
@@ -39,15 +40,10 @@ inline namespace host_emulation {
 
 using mma::KeyLayout;
 using mma::ValueLayout;
-inline constexpr int kThreads = kDecodeWarps * 32;
-inline constexpr int kRows = mma::kRows;
 using decode::int2_row;
-using decode::kNegInf;
 using decode::load_scale;
 using decode::warp_max;
 using decode::warp_sum;
-static_assert(mma::kRows == decode::kHeads, "the partials' layout assumes 8 query heads per launch");
-inline constexpr unsigned kFullMask = 0xffffffffu;
 
 template <int D>
 struct MmaShared {
@@ -56,43 +52,9 @@ struct MmaShared {
   int q_block_sum[kRows][D / 32];  // Σ Q over each 32-dim block (a group is 1, 2 or d/32 blocks)
   // Every lane's query fragments [slice][limb][register][lane] (in shared memory: registers bound occupancy).
   std::uint32_t q_fragment[KeyLayout<D>::kSlices][3][2][32];
-  float wm[kDecodeWarps][kRows];
-  float wl[kDecodeWarps][kRows];
-  float wz[kDecodeWarps][kRows][D / 32];
-  float acc[kRows][D];
+  float wz[kDecodeWarps][kRows][D / 32];  // each warp's zero terms Σ p·scale·zero per head and value group
+  WarpCombine<D> combine;
 };
-
-__device__ __forceinline__ void mma_s8(int (&c)[4], std::uint32_t a0, std::uint32_t a2, std::uint32_t b0,
-                                       std::uint32_t b1) {
-  // Rows 8…15 of A (registers a1, a3) are zero: ≤ 8 query heads per launch.
-#if defined(__CUDACC__)
-  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
-#else
-  cuda_emulation::mma_m16n8k32_s8(c, {a0, 0u, a2, 0u}, {b0, b1});
-#endif
-}
-
-__device__ __forceinline__ void mma_f16(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
-                                        std::uint32_t b1) {
-#if defined(__CUDACC__)
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  cuda_emulation::mma_m16n8k16_f16(c, {a[0], a[1], a[2], a[3]}, {b0, b1});
-#endif
-}
-
-/// The bits of `from` as a To (std::bit_cast is C++20).
-template <class To, class From>
-__device__ __forceinline__ To bit_cast(const From& from) {
-  static_assert(sizeof(To) == sizeof(From), "bit_cast between types of different sizes");
-  To to;
-  memcpy(&to, &from, sizeof(To));
-  return to;
-}
 
 /// Two codes (low and high 16 bits) as a half2 of exact values 0…3: 0x6400 | c is the half 1024 + c.
 __device__ __forceinline__ std::uint32_t codes_to_half2(std::uint32_t pair) {
@@ -109,14 +71,6 @@ __device__ __forceinline__ void split_half2(float x, float y, std::uint32_t& hi,
   lo = bit_cast<std::uint32_t>(l);
 }
 
-__device__ __forceinline__ float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(kFullMask, v, 1));
-  return fmaxf(v, __shfl_xor_sync(kFullMask, v, 2));
-}
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(kFullMask, v, 1);
-  return v + __shfl_xor_sync(kFullMask, v, 2);
-}
 /// Rows of tile tokens t0 + x; tokens at or past `end` read token t0's row (their probability is 0).
 struct TileRows {
   std::int64_t base = 0;
@@ -311,21 +265,10 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
     }
 
     // Online softmax (head g; the quad's four lanes hold the tile's 16 tokens).
-    float tile_max = kNegInf;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      score[i] = valid[i] ? score[i] * score_factor : kNegInf;
-      tile_max = fmaxf(tile_max, score[i]);
-    }
-    const float m_new = fmaxf(m, quad_max(tile_max));  // finite: token t0 is valid
-    const float alpha = exp2f(m - m_new);             // 0 on the warp's first tile
+    for (int i = 0; i < 4; ++i) score[i] = valid[i] ? score[i] * score_factor : kNegInf;
     float pr[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      pr[i] = valid[i] ? exp2f(score[i] - m_new) : 0.0f;
-      l = fmaf(l, i == 0 ? alpha : 1.0f, pr[i]);
-    }
-    m = m_new;
+    const float alpha = softmax_step(score, m, l, pr);
 
     // Values: P' = p·scale / (the tile's largest scale), so that P' ≤ 1 fits a half; acc is kept in units of
     // that largest scale (value_factor), rescaled with alpha at each tile.
@@ -337,17 +280,8 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
     }
     largest_scale = quad_max(largest_scale);
     if (!(largest_scale > 0.0f)) largest_scale = 1.0f;
-    const float alpha_col0 = __shfl_sync(kFullMask, alpha, 8 * r);  // heads 2r and 2r+1: columns of acc
-    const float alpha_col1 = __shfl_sync(kFullMask, alpha, 8 * r + 4);
-    const float carry = value_factor / largest_scale;
+    rescale_columns(acc, alpha, r, value_factor / largest_scale);
     value_factor = largest_scale;
-#pragma unroll
-    for (int t = 0; t < VL::kTiles; ++t) {
-      acc[t][0] *= alpha_col0 * carry;
-      acc[t][1] *= alpha_col1 * carry;
-      acc[t][2] *= alpha_col0 * carry;
-      acc[t][3] *= alpha_col1 * carry;
-    }
     const float inverse_scale = 1.0f / largest_scale;
     std::uint32_t p_hi[NG][2], p_lo[NG][2];
 #pragma unroll
@@ -381,46 +315,17 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
     if (kPrefetch && t0 + kStride < end) tile = next;
   }
 
-  // The warp's partial: l and the zero terms summed over the quad; then the block's warps combined.
-  l = quad_sum(l);
+  // The warp's zero terms summed over the quad, then the block's partial.
 #pragma unroll
   for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = quad_sum(zero_sum[gi]);
   if (r == 0) {
-    sh.wm[warp][g] = m;
-    sh.wl[warp][g] = l;
 #pragma unroll
     for (int gi = 0; gi < NG; ++gi) sh.wz[warp][g][gi] = zero_sum[gi];
   }
-  for (int i = threadIdx.x; i < kRows * D; i += kThreads) (&sh.acc[0][0])[i] = 0.0f;
-  __syncthreads();
-
-  // This warp's weight 2^(m_w − M) for the lane's accumulator columns, heads 2r and 2r+1 (M: the block max).
-  float factor[2];
-#pragma unroll
-  for (int c = 0; c < 2; ++c) {
-    const int head = 2 * r + c;
-    float block_max = kNegInf;
-    for (int v = 0; v < kDecodeWarps; ++v) block_max = fmaxf(block_max, sh.wm[v][head]);
-    factor[c] = sh.wm[warp][head] == kNegInf ? 0.0f : exp2f(sh.wm[warp][head] - block_max);
-  }
-  for (int w = 0; w < kDecodeWarps; ++w) {
-    if (warp == w) {
-#pragma unroll
-      for (int t = 0; t < VL::kTiles; ++t) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const int head = 2 * r + c % 2, dim = VL::dim(t, g + 8 * (c / 2));
-          if (head < heads) {
-            const float value = acc[t][c] * value_factor - sh.wz[w][head][dim / (D / NG)];
-            sh.acc[head][dim] += factor[c % 2] * value;
-          }
-        }
-      }
-    }
-    __syncthreads();
-  }
-
-  decode::write_split_partials<D>(p, split, hq0, heads, &sh.acc[0][0], &sh.wm[0][0], &sh.wl[0][0]);
+  combine_and_write<D, VL::kTiles>(
+      p, sh.combine, split, hq0, heads, m, l,
+      [&](int t, int c, int head, int dim) { return acc[t][c] * value_factor - sh.wz[warp][head][dim / (D / NG)]; },
+      [](int t, int row) { return VL::dim(t, row); });
 }
 
 #if !defined(__CUDACC__)

@@ -39,6 +39,9 @@ struct dim3 {
 struct alignas(8) uint2 {
   unsigned x, y;
 };
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
 struct half {
   std::uint16_t bits;
 };
@@ -47,6 +50,7 @@ struct half2 {
 };
 }  // namespace cuda_emulation
 using uint2 = cuda_emulation::uint2;
+using uint4 = cuda_emulation::uint4;
 using __half = cuda_emulation::half;
 using __half2 = cuda_emulation::half2;
 

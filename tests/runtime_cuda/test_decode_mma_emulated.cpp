@@ -5,8 +5,10 @@
 // (the GPU tests in test_cuda_runtime.cpp check it on the device). Likewise both merge kernels
 // (decode_merge.cuh) against the log-sum-exp formula.
 #include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel header
+#include "runtime/cuda/decode_bf16_mma_kernel.cuh"
 #include "runtime/cuda/decode_merge.cuh"
 #include "runtime/cuda/decode_mma_kernel.cuh"
+#include "core/dtype.h"
 #include "runtime/int2_quantize.h"
 
 #include <gtest/gtest.h>
@@ -83,13 +85,14 @@ Pools make_pools(const EmulatedCase& c, std::uint32_t seed) {
   return pools;
 }
 
-/// The merge by log-sum-exp (base 2) of query head hq's partials over `splits` splits, in double.
+/// The merge by log-sum-exp (base 2) of query head hq's partials of splits first … first + splits − 1, in double.
 std::vector<double> merge_formula(const std::vector<float>& part_m, const std::vector<float>& part_l,
-                                  const std::vector<float>& part_acc, int splits, int query_heads, int d, int hq) {
+                                  const std::vector<float>& part_acc, int first, int splits, int query_heads, int d,
+                                  int hq) {
   double big = -INFINITY, total = 0.0;
-  for (int s = 0; s < splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
+  for (int s = first; s < first + splits; ++s) big = std::max(big, double(part_m[std::size_t(s) * query_heads + hq]));
   std::vector<double> o(std::size_t(d), 0.0);
-  for (int s = 0; s < splits; ++s) {
+  for (int s = first; s < first + splits; ++s) {
     const std::size_t i = std::size_t(s) * query_heads + hq;
     if (std::isinf(part_m[i])) continue;
     const double w = std::exp2(double(part_m[i]) - big);
@@ -98,6 +101,58 @@ std::vector<double> merge_formula(const std::vector<float>& part_m, const std::v
   }
   for (double& x : o) x /= total;
   return o;
+}
+
+/// softmax(q·k_t / √d) · v_t over `tokens` tokens, in double; key(t) and value(t) give the rows as floats.
+template <class Key, class Value>
+std::vector<double> dense_attention(const float* q, std::int64_t tokens, int d, const Key& key, const Value& value) {
+  const double softmax_scale = 1.0 / std::sqrt(double(d));
+  std::vector<double> score(static_cast<std::size_t>(tokens));
+  double top = -INFINITY;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    double dot = 0.0;
+    const float* k = key(t);
+    for (int j = 0; j < d; ++j) dot += double(q[j]) * k[j];
+    score[std::size_t(t)] = dot * softmax_scale;
+    top = std::max(top, score[std::size_t(t)]);
+  }
+  double sum = 0.0;
+  std::vector<double> out(std::size_t(d), 0.0);
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    const double w = std::exp(score[std::size_t(t)] - top);
+    sum += w;
+    const float* v = value(t);
+    for (int j = 0; j < d; ++j) out[std::size_t(j)] += w * v[j];
+  }
+  for (double& x : out) x /= sum;
+  return out;
+}
+
+/// Largest |got − want| and largest |want| so far.
+struct Worst {
+  double error = 0.0, magnitude = 0.0;
+  void add(const std::vector<double>& got, const std::vector<double>& want) {
+    for (std::size_t j = 0; j < want.size(); ++j) {
+      EXPECT_TRUE(std::isfinite(got[j])) << "element " << j;
+      error = std::max(error, std::fabs(got[j] - want[j]));
+      magnitude = std::max(magnitude, std::fabs(want[j]));
+    }
+  }
+};
+
+/// A DecodeLaunch of random queries for the geometry; the caller adds the segment.
+detail::DecodeLaunch make_launch(int d, int kv_heads, int group_heads, std::vector<float>& q, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  q.resize(std::size_t(kv_heads * group_heads) * std::size_t(d));
+  for (float& x : q) x = normal(rng);
+  detail::DecodeLaunch p;
+  p.head_dim = d;
+  p.kv_heads = kv_heads;
+  p.group_heads = group_heads;
+  p.score_scale_log2 = float(1.4426950408889634 / std::sqrt(double(d)));
+  p.q = q.data();
+  return p;
 }
 
 template <int D, int NG>
@@ -126,18 +181,8 @@ void dispatch(const detail::DecodeLaunch& p) {
 void check_case(const EmulatedCase& c, std::uint32_t seed) {
   const int d = c.head_dim, query_heads = c.kv_heads * c.group_heads;
   const Pools pools = make_pools(c, seed);
-  std::mt19937 rng(seed + 7);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> q(std::size_t(query_heads) * d);
-  for (float& x : q) x = normal(rng);
-  const double softmax_scale = 1.0 / std::sqrt(double(d));
-
-  detail::DecodeLaunch p;
-  p.head_dim = d;
-  p.kv_heads = c.kv_heads;
-  p.group_heads = c.group_heads;
-  p.score_scale_log2 = float(softmax_scale * 1.4426950408889634);
-  p.q = q.data();
+  std::vector<float> q;
+  detail::DecodeLaunch p = make_launch(d, c.kv_heads, c.group_heads, q, seed + 7);
   p.int2_tokens = c.tokens;
   p.page_tokens = c.page_tokens;
   p.page_table = pools.page_table.data();
@@ -159,36 +204,17 @@ void check_case(const EmulatedCase& c, std::uint32_t seed) {
   p.part_acc = part_acc.data();
   dispatch(p);
 
-  double worst = 0.0, biggest = 0.0;
+  Worst worst;
   for (int hq = 0; hq < query_heads; ++hq) {
     const int h = hq / c.group_heads;
-    const std::vector<double> got = merge_formula(part_m, part_l, part_acc, p.int2_splits, query_heads, d, hq);
-    // Dense attention over the dequantised rows.
-    std::vector<double> score(std::size_t(c.tokens));
-    double top = -INFINITY;
-    for (std::int64_t t = 0; t < c.tokens; ++t) {
-      double dot = 0.0;
-      const float* k = pools.row(0, t, h, c.kv_heads);
-      for (int j = 0; j < d; ++j) dot += double(q[std::size_t(hq) * d + std::size_t(j)]) * k[j];
-      score[std::size_t(t)] = dot * softmax_scale;
-      top = std::max(top, score[std::size_t(t)]);
-    }
-    double sum = 0.0;
-    std::vector<double> want(std::size_t(d), 0.0);
-    for (std::int64_t t = 0; t < c.tokens; ++t) {
-      const double w = std::exp(score[std::size_t(t)] - top);
-      sum += w;
-      const float* v = pools.row(1, t, h, c.kv_heads);
-      for (int j = 0; j < d; ++j) want[std::size_t(j)] += w * v[j];
-    }
-    for (int j = 0; j < d; ++j) {
-      ASSERT_TRUE(std::isfinite(got[std::size_t(j)])) << "head " << hq << " dim " << j;
-      worst = std::max(worst, std::fabs(got[std::size_t(j)] - want[std::size_t(j)] / sum));
-      biggest = std::max(biggest, std::fabs(want[std::size_t(j)] / sum));
-    }
+    worst.add(merge_formula(part_m, part_l, part_acc, 0, p.int2_splits, query_heads, d, hq),
+              dense_attention(q.data() + std::size_t(hq) * d, c.tokens, d,
+                              [&](std::int64_t t) { return pools.row(0, t, h, c.kv_heads); },
+                              [&](std::int64_t t) { return pools.row(1, t, h, c.kv_heads); }));
   }
-  EXPECT_LE(worst, 1e-5 * biggest) << "d " << d << ", group " << c.group_size << ": max |kernel − dense| " << worst
-                                   << ", max |dense| " << biggest;
+  EXPECT_LE(worst.error, 1e-5 * worst.magnitude) << "d " << d << ", group " << c.group_size
+                                                 << ": max |kernel − dense| " << worst.error << ", max |dense| "
+                                                 << worst.magnitude;
 }
 
 TEST(DecodeMmaEmulated, HeadDim128OneGroupGqa4Pages64) {
@@ -210,6 +236,86 @@ TEST(DecodeMmaEmulated, HeadDim256Groups64TwelveQueryHeads) {
 TEST(DecodeMmaEmulated, AdversarialScalesAndZeros) {
   check_case({128, 64, 1, 4, 64, 600, 256, false, true}, 5u);
   check_case({256, 256, 1, 3, 64, 300, 128, true, true}, 6u);
+}
+
+// ---- bf16 segments ------------------------------------------------------------------------------------------------
+
+struct Bf16Case {
+  int head_dim, kv_heads, group_heads, sink, recent, ring_capacity, ring_start;
+  std::int64_t chunk;
+  int int2_splits;  // splits before the bf16 ones (their partials are not written)
+};
+
+/// The bf16 kernel over a sink and a recent ring of random bf16 rows against dense attention over them.
+template <int D>
+void check_bf16_case(const Bf16Case& c, std::uint32_t seed) {
+  const int query_heads = c.kv_heads * c.group_heads;
+  const std::size_t token_values = std::size_t(c.kv_heads) * D;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<std::uint16_t> rows[2][2];  // [key, value][sink, ring]
+  for (auto& kind : rows) {
+    kind[0].resize(std::size_t(c.sink) * token_values);
+    kind[1].resize(std::size_t(c.ring_capacity) * token_values);
+    for (auto& segment : kind) {
+      for (std::uint16_t& x : segment) x = float_to_bfloat16(normal(rng) * 2.0f);
+    }
+  }
+  std::vector<float> q;
+  detail::DecodeLaunch p = make_launch(D, c.kv_heads, c.group_heads, q, seed + 1);
+  p.sink_k = rows[0][0].data();
+  p.sink_v = rows[1][0].data();
+  p.ring_k = rows[0][1].data();
+  p.ring_v = rows[1][1].data();
+  p.sink_tokens = c.sink;
+  p.recent_tokens = c.recent;
+  p.ring_start = c.ring_start;
+  p.ring_capacity = c.ring_capacity;
+  p.fp_chunk = c.chunk;
+  const std::int64_t tokens = c.sink + c.recent;
+  p.fp_splits = int((tokens + c.chunk - 1) / c.chunk);
+  p.int2_splits = c.int2_splits;
+  const int splits = p.int2_splits + p.fp_splits;
+  std::vector<float> part_m(std::size_t(splits) * query_heads), part_l(part_m.size()),
+      part_acc(part_m.size() * std::size_t(D));
+  p.part_m = part_m.data();
+  p.part_l = part_l.data();
+  p.part_acc = part_acc.data();
+  detail::for_each_head_launch(p.group_heads, [&](int base, int heads) {
+    cuda_emulation::launch({unsigned(p.fp_splits), unsigned(p.kv_heads), 1}, detail::mma_decode::kThreads,
+                           [&] { detail::mma_decode::decode_bf16_mma_kernel<D>(p, base, heads, p.int2_splits); });
+  });
+
+  // Row of token t (sink, then the ring from ring_start) of KV head h, widened.
+  std::vector<float> wide[2];
+  for (int kind = 0; kind < 2; ++kind) {
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      const bool in_sink = t < c.sink;
+      const std::int64_t slot = in_sink ? t : (c.ring_start + t - c.sink) % c.ring_capacity;
+      const std::uint16_t* row = rows[kind][in_sink ? 0 : 1].data() + std::size_t(slot) * token_values;
+      for (std::size_t x = 0; x < token_values; ++x) wide[kind].push_back(bfloat16_to_float(row[x]));
+    }
+  }
+  Worst worst;
+  for (int hq = 0; hq < query_heads; ++hq) {
+    const std::size_t h = std::size_t(hq / c.group_heads);
+    auto row = [&](int kind) {
+      return [&, kind](std::int64_t t) { return wide[kind].data() + std::size_t(t) * token_values + h * D; };
+    };
+    worst.add(merge_formula(part_m, part_l, part_acc, p.int2_splits, p.fp_splits, query_heads, D, hq),
+              dense_attention(q.data() + std::size_t(hq) * D, tokens, D, row(0), row(1)));
+  }
+  EXPECT_LE(worst.error, 1e-5 * worst.magnitude) << "d " << D << ": max |kernel − dense| " << worst.error
+                                                 << ", max |dense| " << worst.magnitude;
+}
+
+TEST(DecodeMmaEmulated, Bf16SinkAndWrappedRing) {
+  check_bf16_case<128>({128, 2, 4, 64, 263, 264, 200, 128, 3}, 21u);
+  check_bf16_case<64>({64, 1, 8, 8, 37, 40, 35, 128, 0}, 22u);
+}
+
+TEST(DecodeMmaEmulated, Bf16FullPrecisionOnlyHeadDim256TwelveQueryHeads) {
+  check_bf16_case<256>({256, 1, 12, 500, 0, 1, 0, 256, 0}, 23u);
 }
 
 // ---- Merges ------------------------------------------------------------------------------------------------------
@@ -243,7 +349,7 @@ void check_merges(int d, int kv_heads, int group_heads, int splits, int matrices
   p.value_matrices = std::max(matrices, 1);
   std::vector<double> want(std::size_t(query_heads) * d);
   for (int hq = 0; hq < query_heads; ++hq) {
-    const std::vector<double> o = merge_formula(part_m, part_l, part_acc, splits, query_heads, d, hq);
+    const std::vector<double> o = merge_formula(part_m, part_l, part_acc, 0, splits, query_heads, d, hq);
     const float* r = rotation.data() + std::size_t(matrices == 1 ? 0 : hq / group_heads) * d * d;
     for (int j = 0; j < d; ++j) {
       double y = 0.0;

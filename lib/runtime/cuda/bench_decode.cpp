@@ -1,7 +1,8 @@
-// Decode benchmark of the CUDA runtime: INT2 mixed cache (both INT2 decode kernels: CUDA cores and tensor
-// cores) against a bf16 cache on the same code path (CudaCacheConfig::full_precision_only), Hq 32, Hkv 8,
-// d 128, batch 1, plus quantisation throughput. "tc/cc diff" is the largest |tensor cores − CUDA cores| of the
-// outputs over the largest |output|: the two kernels must agree to float32 rounding.
+// Decode benchmark of the CUDA runtime: INT2 mixed cache against a bf16 cache on the same code path
+// (CudaCacheConfig::full_precision_only), with either decode kernel family (CUDA cores, tensor cores), Hq 32,
+// Hkv 8, d 128, batch 1, plus quantisation throughput. Speed-ups are bf16 time over INT2 time within a family;
+// GB/s are the bytes each decode reads (tensor cores) over its time. "tc-cc diff" is the largest |tensor cores −
+// CUDA cores| of the INT2 outputs over the largest |output|: they must agree to float32 rounding.
 // Usage: bench_runtime_cuda [iterations] [context ...]   (default 50; 4096 32768 100000 131072)
 #include <cuda_runtime_api.h>
 
@@ -122,31 +123,34 @@ int main(int argc, char** argv) {
 
   std::printf("\nHq %d, Hkv %d, d %d, batch 1, %d iterations; INT2: S0 64, W 256, clip 0.96/0.92, float32 scales\n",
               kQueryHeads, kKvHeads, kHeadDim, iterations);
-  std::printf("%8s %9s %9s %9s %8s %8s %9s %8s %9s %8s %10s\n", "context", "int2cc us", "int2tc us", "bf16 us",
-              "cc spdup", "tc spdup", "cc GB/s", "of peak", "tc GB/s", "of peak", "tc/cc diff");
+  std::printf("%8s | %9s %9s %7s | %9s %9s %7s | %8s %6s %8s %6s | %10s\n", "context", "int2 us", "bf16 us",
+              "speedup", "int2 us", "bf16 us", "speedup", "int2GB/s", "peak", "bf16GB/s", "peak", "tc-cc diff");
+  std::printf("%8s | %-27s | %-27s | %-31s |\n", "", "CUDA cores", "tensor cores", "tensor cores");
   std::vector<float> out_cc(hq.size()), out_tc(hq.size());
   for (std::int64_t context : contexts) {
     CudaMixedCache int2(CudaCacheConfig::make(kKvHeads, kHeadDim, context), rotation.data(), rotation.data(), 1);
     fill(int2, context, k, v);
-    const double cc_ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    CudaMixedCache bf16(CudaCacheConfig::full_precision_only(kKvHeads, kHeadDim, context), rotation.data(),
+                        rotation.data(), 1);
+    fill(bf16, context, k, v);
+    const double int2_cc = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
     out.download(out_cc.data(), out_cc.size() * sizeof(float));
+    const double bf16_cc = time_decode(bf16, q.as<float>(), out.as<float>(), iterations);
     int2.set_decode_kernel(DecodeKernel::kTensorCores);
-    const double tc_ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    bf16.set_decode_kernel(DecodeKernel::kTensorCores);
+    const double int2_tc = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
     out.download(out_tc.data(), out_tc.size() * sizeof(float));
+    const double bf16_tc = time_decode(bf16, q.as<float>(), out.as<float>(), iterations);
     double diff = 0.0, largest = 0.0;
     for (std::size_t i = 0; i < out_cc.size(); ++i) {
       diff = std::max(diff, double(std::fabs(out_tc[i] - out_cc[i])));
       largest = std::max(largest, double(std::fabs(out_cc[i])));
     }
-    const double cc_gbs = int2.decode_bytes() / (cc_ms * 1e-3) / 1e9, tc_gbs = int2.decode_bytes() / (tc_ms * 1e-3) / 1e9;
-    CudaMixedCache bf16(CudaCacheConfig::full_precision_only(kKvHeads, kHeadDim, context), rotation.data(),
-                        rotation.data(), 1);
-    fill(bf16, context, k, v);
-    const double bf16_ms = time_decode(bf16, q.as<float>(), out.as<float>(), iterations);
-    std::printf("%8lld %9.1f %9.1f %9.1f %7.2fx %7.2fx %9.0f %7.0f%% %9.0f %7.0f%% %10.1e\n",
-                static_cast<long long>(context), cc_ms * 1e3, tc_ms * 1e3, bf16_ms * 1e3, bf16_ms / cc_ms,
-                bf16_ms / tc_ms, cc_gbs, 100.0 * cc_gbs / peak_gbs, tc_gbs, 100.0 * tc_gbs / peak_gbs,
-                largest > 0.0 ? diff / largest : diff);
+    const double int2_gbs = int2.decode_bytes() / (int2_tc * 1e-3) / 1e9, bf16_gbs = bf16.decode_bytes() / (bf16_tc * 1e-3) / 1e9;
+    std::printf("%8lld | %9.1f %9.1f %6.2fx | %9.1f %9.1f %6.2fx | %8.0f %5.0f%% %8.0f %5.0f%% | %10.1e\n",
+                static_cast<long long>(context), int2_cc * 1e3, bf16_cc * 1e3, bf16_cc / int2_cc, int2_tc * 1e3,
+                bf16_tc * 1e3, bf16_tc / int2_tc, int2_gbs, 100.0 * int2_gbs / peak_gbs, bf16_gbs,
+                100.0 * bf16_gbs / peak_gbs, largest > 0.0 ? diff / largest : diff);
   }
   return 0;
 }

@@ -54,15 +54,6 @@ struct DecodeShared {
 
 __device__ __forceinline__ float bf16_bits_to_float(std::uint32_t bits16) { return __uint_as_float(bits16 << 16); }
 
-/// bf16 row of full-precision token t (sink first, then the recent ring) of head h.
-template <int D>
-__device__ __forceinline__ const std::uint16_t* fp_row(const DecodeLaunch& p, const std::uint16_t* sink,
-                                                       const std::uint16_t* ring, std::int64_t t, int h) {
-  if (t < p.sink_tokens) return sink + (t * p.kv_heads + h) * D;
-  const std::int64_t slot = (p.ring_start + (t - p.sink_tokens)) % p.ring_capacity;
-  return ring + (slot * p.kv_heads + h) * D;
-}
-
 /// s[hh] += q[hh][32j … 32j+31] · k[0 … 31] for the launch's query heads.
 template <int D>
 __device__ __forceinline__ void dot_block(const DecodeShared<D>& sh, int j, const float (&k)[32], int heads,
@@ -83,15 +74,14 @@ __device__ __forceinline__ void dot_block(const DecodeShared<D>& sh, int j, cons
 }
 
 template <int D>
-__global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, int head_base, int heads,
-                                                                int first_split) {
+__global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, int head_base, int heads) {
   constexpr int NB = D / 4;    // packed bytes per row
   constexpr int NW = D / 16;   // packed 32-bit words per row
   constexpr int NJ = D / 32;   // 32-element blocks; lane owns element lane + 32j of block j
   __shared__ __align__(16) DecodeShared<D> sh;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int h = blockIdx.y, split = first_split + int(blockIdx.x);
+  const int h = blockIdx.y, split = blockIdx.x;
   const int hq0 = h * p.group_heads + head_base;
 
   for (int i = threadIdx.x; i < kMaxGq * D; i += kThreads) {
@@ -141,15 +131,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
         const std::int64_t row = int2_row(p, t, h);
         // Key: whole packed row into registers, scales/zeros per 32-element block.
         std::uint32_t w[NW];
-        const uint4* src = reinterpret_cast<const uint4*>(p.k_codes + row * NB);
-#pragma unroll
-        for (int i = 0; i < NW / 4; ++i) {
-          const uint4 v = src[i];
-          w[4 * i] = v.x;
-          w[4 * i + 1] = v.y;
-          w[4 * i + 2] = v.z;
-          w[4 * i + 3] = v.w;
-        }
+        decode::load_words(p.k_codes + row * NB, 0, w);
 #pragma unroll
         for (int j = 0; j < NJ; ++j) {
           const int g = (32 * j) / p.k_group_size;
@@ -182,7 +164,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
         }
       }
     } else if (valid) {
-      const uint4* src = reinterpret_cast<const uint4*>(fp_row<D>(p, p.sink_k, p.ring_k, t, h));
+      const uint4* src = reinterpret_cast<const uint4*>(decode::bf16_row<D>(p, p.sink_k, p.ring_k, t, h));
 #pragma unroll
       for (int j = 0; j < NJ; ++j) {
         float k[32];
@@ -227,7 +209,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
           v[j] = (float(code) - sh.vzero[warp][tt][j]) * sh.vscale[warp][tt][j];
         }
       } else {
-        const std::uint16_t* row = fp_row<D>(p, p.sink_v, p.ring_v, t0 + tt, h);
+        const std::uint16_t* row = decode::bf16_row<D>(p, p.sink_v, p.ring_v, t0 + tt, h);
 #pragma unroll
         for (int j = 0; j < NJ; ++j) v[j] = bf16_bits_to_float(row[lane + 32 * j]);
       }
@@ -278,13 +260,11 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
   decode::write_split_partials<D>(p, split, hq0, heads, &sh.acc[0][0], &sh.wm[0][0], &sh.wl[0][0]);
 }
 
-/// Splits first_split … first_split + splits − 1.
 template <int D>
-void launch_split(const DecodeLaunch& p, int first_split, int splits, cudaStream_t stream) {
-  if (splits == 0) return;
+void launch_split(const DecodeLaunch& p, int splits, cudaStream_t stream) {
   const dim3 grid(unsigned(splits), unsigned(p.kv_heads));
   for_each_head_launch(p.group_heads, [&](int base, int heads) {
-    decode_split_kernel<D><<<grid, kThreads, 0, stream>>>(p, base, heads, first_split);
+    decode_split_kernel<D><<<grid, kThreads, 0, stream>>>(p, base, heads);
     check_cuda(cudaGetLastError(), "decode split kernel launch");
   });
 }
@@ -293,21 +273,21 @@ void launch_split(const DecodeLaunch& p, int first_split, int splits, cudaStream
 
 void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
-  // Tensor cores take the INT2 splits when asked for and able to; this kernel takes the rest.
-  const bool tensor_cores = p.tensor_cores;
-  if (tensor_cores) launch_decode_int2_mma(p, stream);
-  const int first = tensor_cores ? p.int2_splits : 0, splits = p.int2_splits + p.fp_splits - first;
+  const int splits = p.int2_splits + p.fp_splits;
+  if (p.tensor_cores) {
+    if (p.int2_splits > 0) launch_decode_int2_mma(p, stream);
+    if (p.fp_splits > 0) launch_decode_bf16_mma(p, stream);
+    decode_merge_parallel_kernel<<<p.kv_heads * p.group_heads, kMergeThreads, 0, stream>>>(p, splits);
+    check_cuda(cudaGetLastError(), "decode merge kernel launch");
+    return;
+  }
   switch (p.head_dim) {
-    case 64: launch_split<64>(p, first, splits, stream); break;
-    case 128: launch_split<128>(p, first, splits, stream); break;
-    case 256: launch_split<256>(p, first, splits, stream); break;
+    case 64: launch_split<64>(p, splits, stream); break;
+    case 128: launch_split<128>(p, splits, stream); break;
+    case 256: launch_split<256>(p, splits, stream); break;
     default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256, got " + std::to_string(p.head_dim));
   }
-  if (tensor_cores) {
-    decode_merge_parallel_kernel<<<p.kv_heads * p.group_heads, kMergeThreads, 0, stream>>>(p, p.int2_splits + p.fp_splits);
-  } else {
-    decode_merge_kernel<<<p.kv_heads * p.group_heads, kMaxHeadDim, 0, stream>>>(p, p.int2_splits + p.fp_splits);
-  }
+  decode_merge_kernel<<<p.kv_heads * p.group_heads, kMaxHeadDim, 0, stream>>>(p, splits);
   check_cuda(cudaGetLastError(), "decode merge kernel launch");
 }
 

@@ -11,11 +11,18 @@
 
 #include "runtime/cuda/kernels.h"
 
-namespace oscar::runtime::gpu::detail::decode {
-#if !defined(__CUDACC__)
-// Compiled on the host against tests/runtime_cuda/cuda_emulation.h: names apart from the nvcc-built kernels'.
-inline namespace host_emulation {
+// Device code compiled on the host (against tests/runtime_cuda/cuda_emulation.h) goes into an inline namespace:
+// names apart from the nvcc-built kernels' in the same program.
+#if defined(__CUDACC__)
+#define OSCAR_HOST_EMULATION_BEGIN
+#define OSCAR_HOST_EMULATION_END
+#else
+#define OSCAR_HOST_EMULATION_BEGIN inline namespace host_emulation {
+#define OSCAR_HOST_EMULATION_END }
 #endif
+
+namespace oscar::runtime::gpu::detail::decode {
+OSCAR_HOST_EMULATION_BEGIN
 
 inline constexpr float kNegInf = -__builtin_huge_valf();
 inline constexpr int kHeads = kDecodeMaxGroupHeads;  ///< query heads per launch
@@ -46,6 +53,29 @@ __device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int
   return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
 }
 
+/// kCount (a multiple of 4) 32-bit words of a row from word `first`, 16 bytes at a time (16-byte aligned).
+template <int kCount>
+__device__ __forceinline__ void load_words(const void* row, int first, std::uint32_t (&words)[kCount]) {
+  const uint4* src = reinterpret_cast<const uint4*>(static_cast<const std::uint32_t*>(row) + first);
+#pragma unroll
+  for (int i = 0; i < kCount / 4; ++i) {
+    const uint4 v = src[i];
+    words[4 * i] = v.x;
+    words[4 * i + 1] = v.y;
+    words[4 * i + 2] = v.z;
+    words[4 * i + 3] = v.w;
+  }
+}
+
+/// bf16 row of full-precision token t (sink first, then the recent ring) of KV head h.
+template <int D>
+__device__ __forceinline__ const std::uint16_t* bf16_row(const DecodeLaunch& p, const std::uint16_t* sink,
+                                                         const std::uint16_t* ring, std::int64_t t, int h) {
+  if (t < p.sink_tokens) return sink + (t * p.kv_heads + h) * D;
+  const std::int64_t slot = (p.ring_start + (t - p.sink_tokens)) % p.ring_capacity;
+  return ring + (slot * p.kv_heads + h) * D;
+}
+
 /// The block's partial for split `split` and query heads hq0 … hq0+heads−1: acc [kHeads][D] already combined
 /// over the warps (relative to the block max), and each warp's max and sum, warp_maxima/warp_sums
 /// [warps][kHeads].
@@ -72,7 +102,5 @@ __device__ void write_split_partials(const DecodeLaunch& p, int split, int hq0, 
   }
 }
 
-#if !defined(__CUDACC__)
-}  // namespace host_emulation
-#endif
+OSCAR_HOST_EMULATION_END
 }  // namespace oscar::runtime::gpu::detail::decode

@@ -13,10 +13,7 @@
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail::merge {
-#if !defined(__CUDACC__)
-// Compiled on the host against tests/runtime_cuda/cuda_emulation.h: names apart from the nvcc-built kernels'.
-inline namespace host_emulation {
-#endif
+OSCAR_HOST_EMULATION_BEGIN
 
 using decode::kNegInf;
 using decode::warp_max;
@@ -129,7 +126,5 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_parallel_kernel(De
   write_merged_output(p, hq, o);
 }
 
-#if !defined(__CUDACC__)
-}  // namespace host_emulation
-#endif
+OSCAR_HOST_EMULATION_END
 }  // namespace oscar::runtime::gpu::detail::merge

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "runtime/cuda/decode_bf16_mma_kernel.cuh"
 #include "runtime/cuda/decode_mma_kernel.cuh"
 #include "runtime/cuda/kernels.h"
 
@@ -11,6 +12,7 @@ namespace oscar::runtime::gpu::detail {
 
 namespace {
 
+using mma_decode::decode_bf16_mma_kernel;
 using mma_decode::decode_int2_mma_kernel;
 using mma_decode::kThreads;
 
@@ -49,6 +51,21 @@ void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
     case 256: launch_head_dim<256>(p, stream); break;
     default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256");
   }
+}
+
+void launch_decode_bf16_mma(const DecodeLaunch& p, void* stream_handle) {
+  if (p.fp_splits <= 0) throw std::invalid_argument("tensor-core bf16 decode: no bf16 splits");
+  const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
+  const dim3 grid(unsigned(p.fp_splits), unsigned(p.kv_heads));
+  for_each_head_launch(p.group_heads, [&](int base, int heads) {
+    switch (p.head_dim) {
+      case 64: decode_bf16_mma_kernel<64><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits); break;
+      case 128: decode_bf16_mma_kernel<128><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits); break;
+      case 256: decode_bf16_mma_kernel<256><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits); break;
+      default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256");
+    }
+    check_cuda(cudaGetLastError(), "tensor-core bf16 decode kernel launch");
+  });
 }
 
 }  // namespace oscar::runtime::gpu::detail

@@ -21,10 +21,7 @@
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail::mma_decode {
-#if !defined(__CUDACC__)
-// Compiled on the host against tests/runtime_cuda/cuda_emulation.h: names apart from the nvcc-built kernels'.
-inline namespace host_emulation {
-#endif
+OSCAR_HOST_EMULATION_BEGIN
 
 inline constexpr int kThreads = kDecodeWarps * 32;
 inline constexpr int kRows = mma::kRows;
@@ -166,7 +163,5 @@ __device__ void combine_and_write(const DecodeLaunch& p, WarpCombine<D>& sh, int
   decode::write_split_partials<D>(p, split, hq0, heads, &sh.acc[0][0], &sh.wm[0][0], &sh.wl[0][0]);
 }
 
-#if !defined(__CUDACC__)
-}  // namespace host_emulation
-#endif
+OSCAR_HOST_EMULATION_END
 }  // namespace oscar::runtime::gpu::detail::mma_decode

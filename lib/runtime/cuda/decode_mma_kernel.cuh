@@ -19,11 +19,6 @@
 // kernel's own code on a machine without a GPU.
 #pragma once
 
-#if defined(__CUDACC__)
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#endif
-
 #include <cstdint>
 #include <cstring>
 
@@ -33,10 +28,7 @@
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail::mma_decode {
-#if !defined(__CUDACC__)
-// Compiled on the host against tests/runtime_cuda/cuda_emulation.h: names apart from the nvcc-built kernels'.
-inline namespace host_emulation {
-#endif
+OSCAR_HOST_EMULATION_BEGIN
 
 using mma::KeyLayout;
 using mma::ValueLayout;
@@ -328,7 +320,5 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
       [](int t, int row) { return VL::dim(t, row); });
 }
 
-#if !defined(__CUDACC__)
-}  // namespace host_emulation
-#endif
+OSCAR_HOST_EMULATION_END
 }  // namespace oscar::runtime::gpu::detail::mma_decode

@@ -82,11 +82,11 @@ void quantize_rows(const float* rows, std::int64_t count, const Int2Config& conf
 void rotate_rows(const float* rows, std::int64_t count, int head_dim, const float* rotation, int heads, int matrices,
                  bool transpose, float* out, Stream stream = nullptr);
 
-/// Which split kernel decodes the INT2 segment. kTensorCores (decode_mma.cu) uses the format's algebra to
-/// multiply raw codes on tensor cores (integer MMAs for the scores, half-precision MMAs for the values); it
-/// needs the same group size for keys and values (otherwise the CUDA-core kernel runs), and its merge reads the
-/// splits' partials in parallel. Both are within float32 rounding of dense attention; kCudaCores is the
-/// default until kTensorCores has been measured on a GPU.
+/// Which split kernels decode. kTensorCores (decode_mma.cu): the INT2 segment by the format's algebra on raw
+/// codes (integer MMAs for the scores, half-precision MMAs for the values), the bf16 segments by bf16 MMAs, then
+/// a merge that reads the splits' partials in parallel; it needs the same group size for keys and values when
+/// there are INT2 tokens (otherwise the CUDA-core kernels run). Both are within float32 rounding of dense
+/// attention; kCudaCores is the default until kTensorCores has been measured on a GPU.
 enum class DecodeKernel : std::uint8_t { kCudaCores, kTensorCores };
 
 /// The GPU mixed cache's configuration: the fields of runtime::MixedCacheConfig it supports (bfloat16

@@ -100,8 +100,8 @@ struct DecodeLaunch {
   const float* value_rotation = nullptr;  ///< [matrices, d, d] or nullptr
   int value_matrices = 1;
   float* out = nullptr;
-  /// INT2 splits on tensor cores (decode_mma.cu; needs int2_splits > 0 and int2_mma_decode_supported), then
-  /// the parallel merge.
+  /// Every split on tensor cores (decode_mma.cu; the INT2 ones need int2_mma_decode_supported), then the
+  /// parallel merge.
   bool tensor_cores = false;
 };
 /// Calls launch(head_base, heads) for each launch of a split kernel: ≤ kDecodeMaxGroupHeads query heads of
@@ -120,5 +120,7 @@ void launch_decode(const DecodeLaunch& p, void* stream);
 bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size, std::int64_t int2_chunk);
 /// The tensor-core split kernel over the INT2 splits 0 … int2_splits − 1 (partials as the CUDA-core kernel's).
 void launch_decode_int2_mma(const DecodeLaunch& p, void* stream);
+/// The tensor-core split kernel over the bf16 splits int2_splits … int2_splits + fp_splits − 1.
+void launch_decode_bf16_mma(const DecodeLaunch& p, void* stream);
 
 }  // namespace oscar::runtime::gpu::detail

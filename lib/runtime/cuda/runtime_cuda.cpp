@@ -486,12 +486,12 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   const std::int64_t target = std::max<std::int64_t>(1, std::int64_t(8) * std::max(m.sm_count, 1) / c.kv_heads);
   std::int64_t chunk = (n2 + nfp + target - 1) / target;
   chunk = std::max<std::int64_t>(256, (chunk + 127) / 128 * 128);
-  // With the tensor-core kernel on the INT2 segment, the CUDA-core kernel's bf16 splits run after it on the
-  // stream: one 128-token warp round per block keeps that launch short.
+  // Tensor cores take every split when asked for and the INT2 geometry allows. Their bf16 kernel runs after
+  // the INT2 one on the stream: with INT2 tokens (a short sink and window), 128-token splits keep it short.
   const bool tensor_cores =
-      c.decode_kernel == DecodeKernel::kTensorCores && n2 > 0 &&
-      detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size, chunk);
-  const std::int64_t fp_chunk = tensor_cores ? 128 : chunk;
+      c.decode_kernel == DecodeKernel::kTensorCores &&
+      (n2 == 0 || detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size, chunk));
+  const std::int64_t fp_chunk = tensor_cores && n2 > 0 ? 128 : chunk;
   const int int2_splits = int((n2 + chunk - 1) / chunk), fp_splits = int((nfp + fp_chunk - 1) / fp_chunk);
   const int splits = int2_splits + fp_splits;
   m.last_splits = splits;

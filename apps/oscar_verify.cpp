@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}))->capture_default_str();
   app.add_option("--device", request.decoder.device, "cpu or cuda (the model on the GPU, the INT2 cache in the CUDA runtime)")->capture_default_str();
   app.add_option("--cuda-decode", request.cuda_decode,
-                 "With --device cuda: the INT2 decode kernel (tensor-cores: not yet the default, see docs/PERFORMANCE.md)")
+                 "With --device cuda: the decode kernels (tensor-cores: not yet the default, see docs/PERFORMANCE.md)")
       ->check(CLI::IsMember({"cuda-cores", "tensor-cores"}))->capture_default_str();
   app.add_option("--dtype", dtype, "Compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}))->capture_default_str();
   app.add_option("--threads", request.cache.threads, "Threads of the INT2 attention")->check(CLI::PositiveNumber);

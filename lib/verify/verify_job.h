@@ -22,7 +22,7 @@ struct VerifyRequest {
   std::string methods = "fp,naive,hadamard,oscar";
   std::string chat_template = "auto";
   model::DecoderOptions decoder;
-  /// --device cuda: the INT2 decode kernel, "cuda-cores" or "tensor-cores" (runtime::gpu::DecodeKernel).
+  /// --device cuda: the decode kernels, "cuda-cores" or "tensor-cores" (runtime::gpu::DecodeKernel).
   std::string cuda_decode = "cuda-cores";
   CacheSettings cache;
   EvaluationOptions evaluation;

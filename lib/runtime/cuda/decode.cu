@@ -131,7 +131,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeLaunch p, 
         const std::int64_t row = int2_row(p, t, h);
         // Key: whole packed row into registers, scales/zeros per 32-element block.
         std::uint32_t w[NW];
-        decode::load_words(p.k_codes + row * NB, 0, w);
+        decode::load_words(p.k_codes + row * NB, 0, 1, w);
 #pragma unroll
         for (int j = 0; j < NJ; ++j) {
           const int g = (32 * j) / p.k_group_size;

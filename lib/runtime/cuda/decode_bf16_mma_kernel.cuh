@@ -5,10 +5,11 @@
 //
 // Scores, mma.sync m16n8k16 bf16: A = the query as three bfloat16 parts (q ≈ hi + mid + lo, 24 significant
 // bits) [16 heads × 16 dims], B = key rows [16 dims × 8 tokens]: a B register is one 32-bit word of a row (two
-// dims) as stored. Lane r reads the words [r·d/8, (r+1)·d/8) of its tokens' rows; the query fragments take
-// the dims in the same order. Values, the same MMA: A = value rows transposed [16 dims × 16 tokens] (lane g
-// reads the dims [g·d/8, (g+1)·d/8) of its tokens' rows, so m-tile t's rows g and g+8 are the two halves of
-// its word t), B = the probabilities as two bfloat16 parts, straight from the scores' accumulator.
+// dims) as stored. Lane r reads 16-byte units r, r+4, … of its tokens' rows (a warp's load instruction then
+// reads whole sectors); the query fragments take the dims in the same order. Values, the same MMA: A = value
+// rows transposed [16 dims × 16 tokens] (lane g reads units g, g+8, … of its tokens' rows, and m-tile t's rows
+// g and g+8 are the two halves of its word t), B = the weights as two bfloat16 parts, straight from the
+// scores' accumulator.
 //
 // Compiled for the host too, against tests/runtime_cuda/cuda_emulation.h (see decode_mma_kernel.cuh).
 #pragma once
@@ -25,18 +26,20 @@ OSCAR_HOST_EMULATION_BEGIN
 template <int D>
 struct Bf16Layout {
   static constexpr int kSlices = D / 16;      ///< score k-slices of 16 dims
-  static constexpr int kKeyWords = D / 8;     ///< words of a key row a lane reads
-  static constexpr int kValueWords = D / 16;  ///< words of a value row a lane reads
+  static constexpr int kKeyWords = D / 8;     ///< words of a key row a lane reads: 16-byte units r, r+4, …
+  static constexpr int kValueWords = D / 16;  ///< words of a value row a lane reads: 16-byte units g, g+8, …
   static constexpr int kTiles = D / 16;       ///< value m-tiles of 16 dims
-  /// Row word of B register j of slice s in lane r (its two dims, low half first).
-  __device__ static int key_word(int r, int s, int j) { return r * kKeyWords + 2 * s + j; }
-  /// Dim of row `row` (0…15) of value m-tile t.
-  __device__ static int dim(int t, int row) { return (row % 8) * (D / 8) + 2 * t + row / 8; }
+  /// Row word of B register j of slice s in lane r (its two dims, low half first): the lane's word 2s + j.
+  __device__ static int key_word(int r, int s, int j) {
+    const int w = 2 * s + j;
+    return 16 * (w / 4) + 4 * r + w % 4;
+  }
+  /// Dim of row `row` (0…15) of value m-tile t: half row / 8 of lane (row % 8)'s word t.
+  __device__ static int dim(int t, int row) { return 2 * (32 * (t / 4) + 4 * (row % 8) + t % 4) + row / 8; }
 };
 
 template <int D>
 struct Bf16Shared {
-  float q[kRows][D];
   std::uint32_t q_fragment[D / 16][3][2][32];  // [slice][part][register][lane]
   WarpCombine<D> combine;
 };
@@ -69,19 +72,14 @@ __global__ void __launch_bounds__(kThreads) decode_bf16_mma_kernel(DecodeLaunch 
   const int h = blockIdx.y, split = first_split + int(blockIdx.x);
   const int hq0 = h * p.group_heads + head_base;
 
-  for (int i = threadIdx.x; i < kRows * D; i += kThreads) {
-    const int hh = i / D, e = i % D;
-    sh.q[hh][e] = hh < heads ? p.q[std::int64_t(hq0 + hh) * D + e] : 0.0f;
-  }
-  __syncthreads();
-  if (warp == 0) {  // every lane's query fragments (head g)
-    for (int s = 0; s < L::kSlices; ++s) {
-      for (int j = 0; j < 2; ++j) {
-        const int word = L::key_word(r, s, j);
-        std::uint32_t parts[3];
-        split_bf16x2(sh.q[g][2 * word], sh.q[g][2 * word + 1], parts);
-        for (int k = 0; k < 3; ++k) sh.q_fragment[s][k][j][lane] = parts[k];
-      }
+  // Every lane's query fragments (head g; rows past `heads` zero), the warps taking every fourth slice.
+  const float* q = p.q + std::int64_t(hq0 + g) * D;
+  for (int s = warp; s < L::kSlices; s += kDecodeWarps) {
+    for (int j = 0; j < 2; ++j) {
+      const int word = L::key_word(r, s, j);
+      std::uint32_t parts[3];
+      split_bf16x2(g < heads ? q[2 * word] : 0.0f, g < heads ? q[2 * word + 1] : 0.0f, parts);
+      for (int k = 0; k < 3; ++k) sh.q_fragment[s][k][j][lane] = parts[k];
     }
   }
   __syncthreads();
@@ -99,14 +97,14 @@ __global__ void __launch_bounds__(kThreads) decode_bf16_mma_kernel(DecodeLaunch 
     std::uint32_t key_words[2][L::kKeyWords], value_words[4][L::kValueWords];
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
-      decode::load_words(decode::bf16_row<D>(p, p.sink_k, p.ring_k, token(8 * n + g), h), r * L::kKeyWords, key_words[n]);
+      decode::load_words(decode::bf16_row<D>(p, p.sink_k, p.ring_k, token(8 * n + g), h), r, 4, key_words[n]);
     }
     bool valid[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int x = mma::lane_token(r, i);
       valid[i] = t0 + x < end;
-      decode::load_words(decode::bf16_row<D>(p, p.sink_v, p.ring_v, token(x), h), g * L::kValueWords, value_words[i]);
+      decode::load_words(decode::bf16_row<D>(p, p.sink_v, p.ring_v, token(x), h), g, 8, value_words[i]);
     }
 
     float dot[2][4] = {};

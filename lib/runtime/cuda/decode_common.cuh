@@ -53,13 +53,15 @@ __device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int
   return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
 }
 
-/// kCount (a multiple of 4) 32-bit words of a row from word `first`, 16 bytes at a time (16-byte aligned).
+/// kCount (a multiple of 4) 32-bit words of a 16-byte aligned row, 16 bytes at a time: words 4i … 4i+3 are
+/// the row's 16-byte unit first + stride·i (lanes that share a row take interleaved units: every load
+/// instruction of the warp then reads whole 32-byte sectors).
 template <int kCount>
-__device__ __forceinline__ void load_words(const void* row, int first, std::uint32_t (&words)[kCount]) {
-  const uint4* src = reinterpret_cast<const uint4*>(static_cast<const std::uint32_t*>(row) + first);
+__device__ __forceinline__ void load_words(const void* row, int first, int stride, std::uint32_t (&words)[kCount]) {
+  const uint4* units = static_cast<const uint4*>(row);
 #pragma unroll
   for (int i = 0; i < kCount / 4; ++i) {
-    const uint4 v = src[i];
+    const uint4 v = units[first + stride * i];
     words[4 * i] = v.x;
     words[4 * i + 1] = v.y;
     words[4 * i + 2] = v.z;
@@ -72,7 +74,8 @@ template <int D>
 __device__ __forceinline__ const std::uint16_t* bf16_row(const DecodeLaunch& p, const std::uint16_t* sink,
                                                          const std::uint16_t* ring, std::int64_t t, int h) {
   if (t < p.sink_tokens) return sink + (t * p.kv_heads + h) * D;
-  const std::int64_t slot = (p.ring_start + (t - p.sink_tokens)) % p.ring_capacity;
+  std::int64_t slot = p.ring_start + (t - p.sink_tokens);  // both terms below ring_capacity: no division
+  if (slot >= p.ring_capacity) slot -= p.ring_capacity;
   return ring + (slot * p.kv_heads + h) * D;
 }
 

@@ -178,13 +178,11 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
   __syncthreads();
 
   // The lanes' query fragments (head g), and the lane's query sums per key group.
-  if (warp == 0) {
-    for (int s = 0; s < KL::kSlices; ++s) {
-      for (int j = 0; j < 2; ++j) {
-        std::uint32_t limbs[3];
-        mma::query_fragments<D>(sh.q[g], s, r, j, limbs);
-        for (int l = 0; l < 3; ++l) sh.q_fragment[s][l][j][lane] = limbs[l];
-      }
+  for (int s = warp; s < KL::kSlices; s += kDecodeWarps) {  // the warps take every fourth slice
+    for (int j = 0; j < 2; ++j) {
+      std::uint32_t limbs[3];
+      mma::query_fragments<D>(sh.q[g], s, r, j, limbs);
+      for (int l = 0; l < 3; ++l) sh.q_fragment[s][l][j][lane] = limbs[l];
     }
   }
   __syncthreads();

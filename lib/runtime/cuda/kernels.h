@@ -83,7 +83,7 @@ struct DecodeLaunch {
   std::int64_t int2_chunk = 0;
   int int2_splits = 0;
   // bf16 segments: sink rows [sink_tokens, Hkv, d], then the recent ring (token i in slot
-  // (ring_start + i) % ring_capacity).
+  // (ring_start + i) % ring_capacity; ring_start < ring_capacity, recent_tokens ≤ ring_capacity).
   const std::uint16_t* sink_k = nullptr;
   const std::uint16_t* sink_v = nullptr;
   std::int64_t sink_tokens = 0;

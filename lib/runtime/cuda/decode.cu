@@ -16,7 +16,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "runtime/cuda/decode_common.cuh"
@@ -50,7 +49,6 @@ struct DecodeShared {
   float wm[kDecodeWarps][kMaxGq];
   float wl[kDecodeWarps][kMaxGq];
 };
-
 
 __device__ __forceinline__ float bf16_bits_to_float(std::uint32_t bits16) { return __uint_as_float(bits16 << 16); }
 
@@ -281,12 +279,7 @@ void launch_decode(const DecodeLaunch& p, void* stream_handle) {
     check_cuda(cudaGetLastError(), "decode merge kernel launch");
     return;
   }
-  switch (p.head_dim) {
-    case 64: launch_split<64>(p, splits, stream); break;
-    case 128: launch_split<128>(p, splits, stream); break;
-    case 256: launch_split<256>(p, splits, stream); break;
-    default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256, got " + std::to_string(p.head_dim));
-  }
+  with_decode_head_dim(p.head_dim, [&](auto d) { launch_split<decltype(d)::value>(p, splits, stream); });
   decode_merge_kernel<<<p.kv_heads * p.group_heads, kMaxHeadDim, 0, stream>>>(p, splits);
   check_cuda(cudaGetLastError(), "decode merge kernel launch");
 }

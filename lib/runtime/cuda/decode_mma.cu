@@ -43,28 +43,22 @@ bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group
 }
 
 void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
-  if (p.int2_splits <= 0 || !int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
-  const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
-  switch (p.head_dim) {
-    case 64: launch_head_dim<64>(p, stream); break;
-    case 128: launch_head_dim<128>(p, stream); break;
-    case 256: launch_head_dim<256>(p, stream); break;
-    default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256");
+  if (p.int2_splits <= 0 || !int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) {
+    throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
   }
+  const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
+  with_decode_head_dim(p.head_dim, [&](auto d) { launch_head_dim<decltype(d)::value>(p, stream); });
 }
 
 void launch_decode_bf16_mma(const DecodeLaunch& p, void* stream_handle) {
   if (p.fp_splits <= 0) throw std::invalid_argument("tensor-core bf16 decode: no bf16 splits");
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   const dim3 grid(unsigned(p.fp_splits), unsigned(p.kv_heads));
-  for_each_head_launch(p.group_heads, [&](int base, int heads) {
-    switch (p.head_dim) {
-      case 64: decode_bf16_mma_kernel<64><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits); break;
-      case 128: decode_bf16_mma_kernel<128><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits); break;
-      case 256: decode_bf16_mma_kernel<256><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits); break;
-      default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256");
-    }
-    check_cuda(cudaGetLastError(), "tensor-core bf16 decode kernel launch");
+  with_decode_head_dim(p.head_dim, [&](auto d) {
+    for_each_head_launch(p.group_heads, [&](int base, int heads) {
+      decode_bf16_mma_kernel<decltype(d)::value><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits);
+      check_cuda(cudaGetLastError(), "tensor-core bf16 decode kernel launch");
+    });
   });
 }
 

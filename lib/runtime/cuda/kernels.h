@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "runtime/cuda/quantize_row.cuh"
 
@@ -104,6 +105,18 @@ struct DecodeLaunch {
   /// parallel merge.
   bool tensor_cores = false;
 };
+/// Calls launch(std::integral_constant<int, D>{}) for head_dim D ∈ {64, 128, 256}, the head dims the decode
+/// kernels are compiled for; throws std::invalid_argument for any other.
+template <class Launch>
+void with_decode_head_dim(int head_dim, const Launch& launch) {
+  switch (head_dim) {
+    case 64: return launch(std::integral_constant<int, 64>{});
+    case 128: return launch(std::integral_constant<int, 128>{});
+    case 256: return launch(std::integral_constant<int, 256>{});
+    default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256, got " + std::to_string(head_dim));
+  }
+}
+
 /// Calls launch(head_base, heads) for each launch of a split kernel: ≤ kDecodeMaxGroupHeads query heads of
 /// each KV head's group per launch.
 template <class Launch>

@@ -96,23 +96,26 @@ inline thread_local Block* current_block = nullptr;
 inline int lane() { return int(thread_index.x) & 31; }
 inline Warp& warp() { return current_block->warps[thread_index.x >> 5]; }
 
-/// Runs kernel() as grid.x × grid.y blocks of `threads` threads, one block after the other.
+/// Runs kernel() as grid.x × grid.y × grid.z blocks (a z of 0 counts as 1) of `threads` threads, one block
+/// after the other.
 template <class Kernel>
 void launch(dim3 grid, int threads, const Kernel& kernel) {
-  for (unsigned y = 0; y < grid.y; ++y) {
-    for (unsigned x = 0; x < grid.x; ++x) {
-      Block block(threads);
-      std::vector<std::thread> pool;
-      for (int t = 0; t < threads; ++t) {
-        pool.emplace_back([&, t] {
-          thread_index = {unsigned(t), 0, 0};
-          block_index = {x, y, 0};
-          block_dim = {unsigned(threads), 1, 1};
-          current_block = &block;
-          kernel();
-        });
+  for (unsigned z = 0; z < std::max(grid.z, 1u); ++z) {
+    for (unsigned y = 0; y < grid.y; ++y) {
+      for (unsigned x = 0; x < grid.x; ++x) {
+        Block block(threads);
+        std::vector<std::thread> pool;
+        for (int t = 0; t < threads; ++t) {
+          pool.emplace_back([&, t] {
+            thread_index = {unsigned(t), 0, 0};
+            block_index = {x, y, z};
+            block_dim = {unsigned(threads), 1, 1};
+            current_block = &block;
+            kernel();
+          });
+        }
+        for (std::thread& thread : pool) thread.join();
       }
-      for (std::thread& thread : pool) thread.join();
     }
   }
 }

@@ -155,30 +155,100 @@ detail::DecodeLaunch make_launch(int d, int kv_heads, int group_heads, std::vect
   return p;
 }
 
-template <int D, int NG>
-void run_kernel(const detail::DecodeLaunch& p) {
-  detail::for_each_head_launch(p.group_heads, [&](int base, int heads) {
-    cuda_emulation::launch({unsigned(p.int2_splits), unsigned(p.kv_heads), 1}, detail::mma_decode::kThreads,
-                           [&] { detail::mma_decode::decode_int2_mma_kernel<D, NG>(p, base, heads); });
-  });
+/// A bf16 sink and recent ring of random rows (stored as bf16) for every KV head, and the rows widened in
+/// segment order (sink, then the ring from ring_start).
+struct Bf16Segment {
+  int sink = 0, recent = 0, ring_capacity = 1, ring_start = 0;
+  std::int64_t chunk = 128;
+};
+
+struct Bf16Pools {
+  std::vector<std::uint16_t> rows[2][2];  // [key, value][sink, ring]
+  std::vector<float> wide[2];             // [token][Hkv][d]
+  std::size_t token_values = 0;
+  const float* row(int kind, std::int64_t t, int h, int d) const {
+    return wide[kind].data() + std::size_t(t) * token_values + std::size_t(h) * std::size_t(d);
+  }
+};
+
+Bf16Pools make_bf16_pools(int d, int kv_heads, const Bf16Segment& c, std::uint32_t seed) {
+  Bf16Pools pools;
+  pools.token_values = std::size_t(kv_heads) * std::size_t(d);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& kind : pools.rows) {
+    kind[0].resize(std::size_t(c.sink) * pools.token_values);
+    kind[1].resize(std::size_t(c.ring_capacity) * pools.token_values);
+    for (auto& segment : kind) {
+      for (std::uint16_t& x : segment) x = float_to_bfloat16(normal(rng) * 2.0f);
+    }
+  }
+  for (int kind = 0; kind < 2; ++kind) {
+    for (std::int64_t t = 0; t < c.sink + c.recent; ++t) {
+      const bool in_sink = t < c.sink;
+      const std::int64_t slot = in_sink ? t : (c.ring_start + t - c.sink) % c.ring_capacity;
+      const std::uint16_t* row = pools.rows[kind][in_sink ? 0 : 1].data() + std::size_t(slot) * pools.token_values;
+      for (std::size_t x = 0; x < pools.token_values; ++x) pools.wide[kind].push_back(bfloat16_to_float(row[x]));
+    }
+  }
+  return pools;
 }
 
-void dispatch(const detail::DecodeLaunch& p) {
+void attach_bf16(detail::DecodeLaunch& p, const Bf16Pools& pools, const Bf16Segment& c) {
+  p.sink_k = pools.rows[0][0].data();
+  p.sink_v = pools.rows[1][0].data();
+  p.ring_k = pools.rows[0][1].data();
+  p.ring_v = pools.rows[1][1].data();
+  p.sink_tokens = c.sink;
+  p.recent_tokens = c.recent;
+  p.ring_start = c.ring_start;
+  p.ring_capacity = c.ring_capacity;
+  p.fp_chunk = c.chunk;
+  p.fp_splits = int((c.sink + c.recent + c.chunk - 1) / c.chunk);
+}
+
+/// Partials for every split of the launch, wired into it.
+struct Partials {
+  std::vector<float> m, l, acc;
+  Partials(detail::DecodeLaunch& p, int splits) {
+    const std::size_t n = std::size_t(splits) * std::size_t(p.kv_heads * p.group_heads);
+    m.resize(n);
+    l.resize(n);
+    acc.resize(n * std::size_t(p.head_dim));
+    p.part_m = m.data();
+    p.part_l = l.data();
+    p.part_acc = acc.data();
+  }
+};
+
+/// Runs a tensor-core kernel over the launch's grid: (splits, Hkv, head launches), as launch_decode_mma does.
+template <class Kernel>
+void run_grid(const detail::DecodeLaunch& p, int splits, const Kernel& kernel) {
+  cuda_emulation::launch(
+      {unsigned(splits), unsigned(p.kv_heads), unsigned(detail::decode_head_launches(p.group_heads))},
+      detail::mma_decode::kThreads, [&] { kernel(p); });
+}
+
+void run_mixed_kernel(const detail::DecodeLaunch& p) {
   const int groups = p.head_dim / p.k_group_size;
+  const int splits = p.int2_splits + p.fp_splits;
+  namespace kernels = detail::mma_decode;
   switch (p.head_dim * 10 + groups) {
-    case 641: return run_kernel<64, 1>(p);
-    case 642: return run_kernel<64, 2>(p);
-    case 1281: return run_kernel<128, 1>(p);
-    case 1282: return run_kernel<128, 2>(p);
-    case 1284: return run_kernel<128, 4>(p);
-    case 2561: return run_kernel<256, 1>(p);
-    case 2564: return run_kernel<256, 4>(p);
-    case 2568: return run_kernel<256, 8>(p);
+    case 641: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<64, 1>);
+    case 642: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<64, 2>);
+    case 1281: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<128, 1>);
+    case 1282: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<128, 2>);
+    case 1284: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<128, 4>);
+    case 2561: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<256, 1>);
+    case 2564: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<256, 4>);
+    case 2568: return run_grid(p, splits, kernels::decode_mixed_mma_kernel<256, 8>);
     default: FAIL() << "no kernel for d " << p.head_dim << ", " << groups << " groups";
   }
 }
 
-void check_case(const EmulatedCase& c, std::uint32_t seed) {
+/// The mixed kernel over an INT2 segment (and, when `fp` is given, a bf16 sink and ring in the same launch)
+/// against dense attention over all of their rows.
+void check_case(const EmulatedCase& c, std::uint32_t seed, const Bf16Segment* fp = nullptr) {
   const int d = c.head_dim, query_heads = c.kv_heads * c.group_heads;
   const Pools pools = make_pools(c, seed);
   std::vector<float> q;
@@ -197,24 +267,27 @@ void check_case(const EmulatedCase& c, std::uint32_t seed) {
   p.int2_chunk = c.chunk;
   p.int2_splits = int((c.tokens + c.chunk - 1) / c.chunk);
   ASSERT_TRUE(detail::int2_mma_decode_supported(d, c.group_size, c.group_size, c.chunk));
-  std::vector<float> part_m(std::size_t(p.int2_splits) * query_heads), part_l(part_m.size()),
-      part_acc(part_m.size() * std::size_t(d));
-  p.part_m = part_m.data();
-  p.part_l = part_l.data();
-  p.part_acc = part_acc.data();
-  dispatch(p);
+  const Bf16Pools fp_pools = make_bf16_pools(d, c.kv_heads, fp ? *fp : Bf16Segment{}, seed + 11);
+  if (fp != nullptr) attach_bf16(p, fp_pools, *fp);
+  const std::int64_t fp_tokens = fp ? fp->sink + fp->recent : 0;
+  const int splits = p.int2_splits + p.fp_splits;
+  Partials partials(p, splits);
+  run_mixed_kernel(p);
 
   Worst worst;
   for (int hq = 0; hq < query_heads; ++hq) {
     const int h = hq / c.group_heads;
-    worst.add(merge_formula(part_m, part_l, part_acc, 0, p.int2_splits, query_heads, d, hq),
-              dense_attention(q.data() + std::size_t(hq) * d, c.tokens, d,
-                              [&](std::int64_t t) { return pools.row(0, t, h, c.kv_heads); },
-                              [&](std::int64_t t) { return pools.row(1, t, h, c.kv_heads); }));
+    auto row = [&](int kind) {
+      return [&, kind](std::int64_t t) {
+        return t < c.tokens ? pools.row(kind, t, h, c.kv_heads) : fp_pools.row(kind, t - c.tokens, h, d);
+      };
+    };
+    worst.add(merge_formula(partials.m, partials.l, partials.acc, 0, splits, query_heads, d, hq),
+              dense_attention(q.data() + std::size_t(hq) * d, c.tokens + fp_tokens, d, row(0), row(1)));
   }
-  EXPECT_LE(worst.error, 1e-5 * worst.magnitude) << "d " << d << ", group " << c.group_size
-                                                 << ": max |kernel − dense| " << worst.error << ", max |dense| "
-                                                 << worst.magnitude;
+  EXPECT_LE(worst.error, 1e-5 * worst.magnitude) << "d " << d << ", group " << c.group_size << ", " << fp_tokens
+                                                 << " bf16 tokens: max |kernel − dense| " << worst.error
+                                                 << ", max |dense| " << worst.magnitude;
 }
 
 TEST(DecodeMmaEmulated, HeadDim128OneGroupGqa4Pages64) {
@@ -238,84 +311,47 @@ TEST(DecodeMmaEmulated, AdversarialScalesAndZeros) {
   check_case({256, 256, 1, 3, 64, 300, 128, true, true}, 6u);
 }
 
+// One launch for a mixed cache: INT2 blocks and bf16 blocks (sink, wrapped ring) of the same grid.
+TEST(DecodeMmaEmulated, MixedCacheInOneLaunch) {
+  const Bf16Segment window{16, 45, 48, 40, 32};
+  check_case({128, 64, 2, 4, 32, 300, 128, false, false}, 7u, &window);
+  const Bf16Segment wide_window{8, 30, 40, 30, 64};
+  check_case({64, 64, 1, 12, 16, 200, 64, true, false}, 8u, &wide_window);
+}
+
 // ---- bf16 segments ------------------------------------------------------------------------------------------------
 
-struct Bf16Case {
-  int head_dim, kv_heads, group_heads, sink, recent, ring_capacity, ring_start;
-  std::int64_t chunk;
-  int int2_splits;  // splits before the bf16 ones (their partials are not written)
-};
-
-/// The bf16 kernel over a sink and a recent ring of random bf16 rows against dense attention over them.
+/// The bf16-only kernel over a sink and a recent ring against dense attention over them; its splits follow
+/// `int2_splits` INT2 splits (whose partials it does not write).
 template <int D>
-void check_bf16_case(const Bf16Case& c, std::uint32_t seed) {
-  const int query_heads = c.kv_heads * c.group_heads;
-  const std::size_t token_values = std::size_t(c.kv_heads) * D;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<std::uint16_t> rows[2][2];  // [key, value][sink, ring]
-  for (auto& kind : rows) {
-    kind[0].resize(std::size_t(c.sink) * token_values);
-    kind[1].resize(std::size_t(c.ring_capacity) * token_values);
-    for (auto& segment : kind) {
-      for (std::uint16_t& x : segment) x = float_to_bfloat16(normal(rng) * 2.0f);
-    }
-  }
+void check_bf16_case(int kv_heads, int group_heads, const Bf16Segment& c, int int2_splits, std::uint32_t seed) {
+  const int query_heads = kv_heads * group_heads;
+  const Bf16Pools pools = make_bf16_pools(D, kv_heads, c, seed);
   std::vector<float> q;
-  detail::DecodeLaunch p = make_launch(D, c.kv_heads, c.group_heads, q, seed + 1);
-  p.sink_k = rows[0][0].data();
-  p.sink_v = rows[1][0].data();
-  p.ring_k = rows[0][1].data();
-  p.ring_v = rows[1][1].data();
-  p.sink_tokens = c.sink;
-  p.recent_tokens = c.recent;
-  p.ring_start = c.ring_start;
-  p.ring_capacity = c.ring_capacity;
-  p.fp_chunk = c.chunk;
-  const std::int64_t tokens = c.sink + c.recent;
-  p.fp_splits = int((tokens + c.chunk - 1) / c.chunk);
-  p.int2_splits = c.int2_splits;
-  const int splits = p.int2_splits + p.fp_splits;
-  std::vector<float> part_m(std::size_t(splits) * query_heads), part_l(part_m.size()),
-      part_acc(part_m.size() * std::size_t(D));
-  p.part_m = part_m.data();
-  p.part_l = part_l.data();
-  p.part_acc = part_acc.data();
-  detail::for_each_head_launch(p.group_heads, [&](int base, int heads) {
-    cuda_emulation::launch({unsigned(p.fp_splits), unsigned(p.kv_heads), 1}, detail::mma_decode::kThreads,
-                           [&] { detail::mma_decode::decode_bf16_mma_kernel<D>(p, base, heads, p.int2_splits); });
-  });
+  detail::DecodeLaunch p = make_launch(D, kv_heads, group_heads, q, seed + 1);
+  attach_bf16(p, pools, c);
+  p.int2_splits = int2_splits;
+  Partials partials(p, p.int2_splits + p.fp_splits);
+  run_grid(p, p.fp_splits, detail::mma_decode::decode_bf16_mma_kernel<D>);
 
-  // Row of token t (sink, then the ring from ring_start) of KV head h, widened.
-  std::vector<float> wide[2];
-  for (int kind = 0; kind < 2; ++kind) {
-    for (std::int64_t t = 0; t < tokens; ++t) {
-      const bool in_sink = t < c.sink;
-      const std::int64_t slot = in_sink ? t : (c.ring_start + t - c.sink) % c.ring_capacity;
-      const std::uint16_t* row = rows[kind][in_sink ? 0 : 1].data() + std::size_t(slot) * token_values;
-      for (std::size_t x = 0; x < token_values; ++x) wide[kind].push_back(bfloat16_to_float(row[x]));
-    }
-  }
   Worst worst;
   for (int hq = 0; hq < query_heads; ++hq) {
-    const std::size_t h = std::size_t(hq / c.group_heads);
-    auto row = [&](int kind) {
-      return [&, kind](std::int64_t t) { return wide[kind].data() + std::size_t(t) * token_values + h * D; };
-    };
-    worst.add(merge_formula(part_m, part_l, part_acc, p.int2_splits, p.fp_splits, query_heads, D, hq),
-              dense_attention(q.data() + std::size_t(hq) * D, tokens, D, row(0), row(1)));
+    const int h = hq / group_heads;
+    auto row = [&](int kind) { return [&, kind](std::int64_t t) { return pools.row(kind, t, h, D); }; };
+    worst.add(merge_formula(partials.m, partials.l, partials.acc, p.int2_splits, p.fp_splits, query_heads, D, hq),
+              dense_attention(q.data() + std::size_t(hq) * D, c.sink + c.recent, D, row(0), row(1)));
   }
   EXPECT_LE(worst.error, 1e-5 * worst.magnitude) << "d " << D << ": max |kernel − dense| " << worst.error
                                                  << ", max |dense| " << worst.magnitude;
 }
 
 TEST(DecodeMmaEmulated, Bf16SinkAndWrappedRing) {
-  check_bf16_case<128>({128, 2, 4, 64, 263, 264, 200, 128, 3}, 21u);
-  check_bf16_case<64>({64, 1, 8, 8, 37, 40, 35, 128, 0}, 22u);
+  check_bf16_case<128>(2, 4, {64, 263, 264, 200, 128}, 3, 21u);
+  check_bf16_case<64>(1, 8, {8, 37, 40, 35, 128}, 0, 22u);
 }
 
 TEST(DecodeMmaEmulated, Bf16FullPrecisionOnlyHeadDim256TwelveQueryHeads) {
-  check_bf16_case<256>({256, 1, 12, 500, 0, 1, 0, 256, 0}, 23u);
+  check_bf16_case<256>(1, 12, {500, 0, 1, 0, 256}, 0, 23u);
 }
 
 // ---- Merges ------------------------------------------------------------------------------------------------------

@@ -273,8 +273,7 @@ void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   const int splits = p.int2_splits + p.fp_splits;
   if (p.tensor_cores) {
-    if (p.int2_splits > 0) launch_decode_int2_mma(p, stream);
-    if (p.fp_splits > 0) launch_decode_bf16_mma(p, stream);
+    launch_decode_mma(p, stream);
     decode_merge_parallel_kernel<<<p.kv_heads * p.group_heads, kMergeThreads, 0, stream>>>(p, splits);
     check_cuda(cudaGetLastError(), "decode merge kernel launch");
     return;

@@ -63,14 +63,14 @@ __device__ __forceinline__ void split_bf16x2(float low, float high, std::uint32_
 }
 
 
+/// One block's split `split` (≥ p.int2_splits: the bf16 splits follow the INT2 ones) of KV head h for the query
+/// heads of block.
 template <int D>
-__global__ void __launch_bounds__(kThreads) decode_bf16_mma_kernel(DecodeLaunch p, int head_base, int heads,
-                                                                   int first_split) {
+__device__ void bf16_split(const DecodeLaunch& p, int split, int h, BlockHeads block, Bf16Shared<D>& sh) {
   using L = Bf16Layout<D>;
-  __shared__ __align__(16) Bf16Shared<D> sh;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
-  const int h = blockIdx.y, split = first_split + int(blockIdx.x);
-  const int hq0 = h * p.group_heads + head_base;
+  const int heads = block.count;
+  const int hq0 = h * p.group_heads + block.base;
 
   // Every lane's query fragments (head g; rows past `heads` zero), the warps taking every fourth slice.
   const float* q = p.q + std::int64_t(hq0 + g) * D;
@@ -142,6 +142,13 @@ __global__ void __launch_bounds__(kThreads) decode_bf16_mma_kernel(DecodeLaunch 
   combine_and_write<D, L::kTiles>(
       p, sh.combine, split, hq0, heads, m, l, [&](int t, int c, int, int) { return acc[t][c]; },
       [](int t, int row) { return L::dim(t, row); });
+}
+
+/// A bf16-only decode (no INT2 tokens: the bf16 baseline, short contexts). Grid: (fp_splits, Hkv, head launches).
+template <int D>
+__global__ void __launch_bounds__(kThreads) decode_bf16_mma_kernel(DecodeLaunch p) {
+  __shared__ __align__(16) Bf16Shared<D> sh;
+  bf16_split<D>(p, p.int2_splits + int(blockIdx.x), int(blockIdx.y), block_heads(p), sh);
 }
 
 OSCAR_HOST_EMULATION_END

@@ -21,21 +21,24 @@ using decode::warp_sum;
 inline constexpr int kMergeThreads = kMaxHeadDim;  // d ∈ {64, 128, 256} divides it: 4, 2 or 1 slices of splits
 inline constexpr int kMergeTile = 1024;            // splits whose weights sit in shared memory at a time
 
-/// out[hq] = o·R_Vᵀ (y[j] = Σ_i o[i]·R[j][i]) or o without a rotation; o in shared memory, all threads.
+/// out[hq] = o·R_Vᵀ (y[j] = Σ_i o[i]·R[j][i]) or o without a rotation; o in shared memory, all threads. A warp
+/// takes whole rows j of R, its lanes reading consecutive elements (one thread per row would make each load
+/// instruction of a warp touch 32 rows).
 __device__ inline void write_merged_output(const DecodeLaunch& p, int hq, const float* o) {
   const int d = p.head_dim;
-  const float* r = nullptr;
-  if (p.value_rotation != nullptr) {
-    const int matrix = p.value_matrices == 1 ? 0 : hq / p.group_heads;
-    r = p.value_rotation + std::int64_t(matrix) * d * d;
+  float* out = p.out + std::int64_t(hq) * d;
+  if (p.value_rotation == nullptr) {
+    for (int j = threadIdx.x; j < d; j += blockDim.x) out[j] = o[j];
+    return;
   }
-  for (int j = threadIdx.x; j < d; j += blockDim.x) {
-    float y = o[j];
-    if (r != nullptr) {
-      y = 0.0f;
-      for (int i = 0; i < d; ++i) y += o[i] * r[j * d + i];
-    }
-    p.out[std::int64_t(hq) * d + j] = y;
+  const int matrix = p.value_matrices == 1 ? 0 : hq / p.group_heads;
+  const float* r = p.value_rotation + std::int64_t(matrix) * d * d;
+  const int warps = int(blockDim.x) >> 5, lane = threadIdx.x & 31;
+  for (int j = int(threadIdx.x) >> 5; j < d; j += warps) {
+    float y = 0.0f;
+    for (int i = lane; i < d; i += 32) y = fmaf(o[i], r[std::int64_t(j) * d + i], y);
+    y = warp_sum(y);
+    if (lane == 0) out[j] = y;
   }
 }
 

@@ -1,4 +1,5 @@
-// Launches the tensor-core split decode kernel (decode_mma_kernel.cuh, where the design is described).
+// Launches the tensor-core split decode kernels (decode_mma_kernel.cuh, where the design is described, and
+// decode_bf16_mma_kernel.cuh) and reports their occupancy, from which the splits are sized (decode_plan.h).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -13,23 +14,20 @@ namespace oscar::runtime::gpu::detail {
 namespace {
 
 using mma_decode::decode_bf16_mma_kernel;
-using mma_decode::decode_int2_mma_kernel;
+using mma_decode::decode_mixed_mma_kernel;
 using mma_decode::kThreads;
 
-template <int D, int NG>
-void launch_groups(const DecodeLaunch& p, cudaStream_t stream) {
-  const dim3 grid(unsigned(p.int2_splits), unsigned(p.kv_heads));
-  for_each_head_launch(p.group_heads, [&](int base, int heads) {
-    decode_int2_mma_kernel<D, NG><<<grid, kThreads, 0, stream>>>(p, base, heads);
-    check_cuda(cudaGetLastError(), "tensor-core decode kernel launch");
+/// Calls use(kernel) with the split kernel for the geometry: the mixed kernel for d and the group size (its
+/// number of groups NG), or the bf16-only kernel.
+template <class Use>
+void with_mma_kernel(int head_dim, int group_size, bool int2, const Use& use) {
+  with_decode_head_dim(head_dim, [&](auto d) {
+    constexpr int D = decltype(d)::value;
+    if (!int2) return use(decode_bf16_mma_kernel<D>);
+    if (group_size == D) return use(decode_mixed_mma_kernel<D, 1>);
+    if (group_size == 64) return use(decode_mixed_mma_kernel<D, D / 64>);
+    return use(decode_mixed_mma_kernel<D, D / 32>);
   });
-}
-
-template <int D>
-void launch_head_dim(const DecodeLaunch& p, cudaStream_t stream) {
-  if (p.k_group_size == D) return launch_groups<D, 1>(p, stream);
-  if (p.k_group_size == 64) return launch_groups<D, D / 64>(p, stream);
-  return launch_groups<D, D / 32>(p, stream);
 }
 
 }  // namespace
@@ -42,23 +40,27 @@ bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group
   return dims && groups && int2_chunk > 0 && int2_chunk % mma::kTileTokens == 0;
 }
 
-void launch_decode_int2_mma(const DecodeLaunch& p, void* stream_handle) {
-  if (p.int2_splits <= 0 || !int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) {
-    throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
-  }
-  const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
-  with_decode_head_dim(p.head_dim, [&](auto d) { launch_head_dim<decltype(d)::value>(p, stream); });
+int decode_mma_blocks_per_sm(int head_dim, int group_size, bool int2) {
+  int blocks = 0;
+  with_mma_kernel(head_dim, group_size, int2, [&](auto kernel) {
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, 0),
+               "tensor-core decode occupancy");
+  });
+  return blocks;
 }
 
-void launch_decode_bf16_mma(const DecodeLaunch& p, void* stream_handle) {
-  if (p.fp_splits <= 0) throw std::invalid_argument("tensor-core bf16 decode: no bf16 splits");
+void launch_decode_mma(const DecodeLaunch& p, void* stream_handle) {
+  const bool int2 = p.int2_splits > 0;
+  if (int2 && !int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) {
+    throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
+  }
+  if (p.int2_splits + p.fp_splits <= 0) throw std::invalid_argument("tensor-core decode: no splits");
+  const dim3 grid(unsigned(p.int2_splits + p.fp_splits), unsigned(p.kv_heads),
+                  unsigned(decode_head_launches(p.group_heads)));
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
-  const dim3 grid(unsigned(p.fp_splits), unsigned(p.kv_heads));
-  with_decode_head_dim(p.head_dim, [&](auto d) {
-    for_each_head_launch(p.group_heads, [&](int base, int heads) {
-      decode_bf16_mma_kernel<decltype(d)::value><<<grid, kThreads, 0, stream>>>(p, base, heads, p.int2_splits);
-      check_cuda(cudaGetLastError(), "tensor-core bf16 decode kernel launch");
-    });
+  with_mma_kernel(p.head_dim, p.k_group_size, int2, [&](auto kernel) {
+    kernel<<<grid, kThreads, 0, stream>>>(p);
+    check_cuda(cudaGetLastError(), "tensor-core decode kernel launch");
   });
 }
 

@@ -29,6 +29,16 @@ using decode::kNegInf;
 static_assert(mma::kRows == decode::kHeads, "the partials' layout assumes 8 query heads per launch");
 inline constexpr unsigned kFullMask = 0xffffffffu;
 
+/// The query heads a block of a tensor-core split kernel takes: heads base … base+count−1 of its KV head's group,
+/// the launch's blockIdx.z-th run of ≤ 8 (grid.z = decode_head_launches(group_heads): one launch for any GQA).
+struct BlockHeads {
+  int base = 0, count = 0;
+};
+__device__ __forceinline__ BlockHeads block_heads(const DecodeLaunch& p) {
+  const int base = int(blockIdx.z) * kRows;
+  return {base, p.group_heads - base < kRows ? p.group_heads - base : kRows};
+}
+
 /// The block's per-warp maxima and sums and its combined accumulator (the partial's acc).
 template <int D>
 struct WarpCombine {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "runtime/cuda/decode_bf16_mma_kernel.cuh"
 #include "runtime/cuda/decode_common.cuh"
 #include "runtime/cuda/decode_mma_common.cuh"
 #include "runtime/cuda/decode_mma_layout.cuh"
@@ -161,18 +162,17 @@ __device__ __forceinline__ void load_tile(const DecodeLaunch& p, std::int64_t t0
   }
 }
 
-/// 3 blocks per SM where the registers allow it without spilling (one group, d ≤ 128).
+/// One block's INT2 split `split` (< p.int2_splits) of KV head h for the query heads of block.
 template <int D, int NG>
-__global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decode_int2_mma_kernel(DecodeLaunch p, int head_base, int heads) {
+__device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads block, MmaShared<D>& sh) {
   using KL = KeyLayout<D>;
   using VL = ValueLayout<D>;
   constexpr int kSlicesPerGroup = KL::kSlices / NG;
   constexpr int kBlocksPerGroup = (D / 32) / NG;
-  __shared__ __align__(16) MmaShared<D> sh;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
-  const int h = blockIdx.y, split = blockIdx.x;
-  const int hq0 = h * p.group_heads + head_base;
+  const int heads = block.count;
+  const int hq0 = h * p.group_heads + block.base;
 
   prepare_queries<D>(p, hq0, heads, sh);
   __syncthreads();
@@ -316,6 +316,28 @@ __global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decod
       p, sh.combine, split, hq0, heads, m, l,
       [&](int t, int c, int head, int dim) { return acc[t][c] * value_factor - sh.wz[warp][head][dim / (D / NG)]; },
       [](int t, int row) { return VL::dim(t, row); });
+}
+
+/// Either split kernel's shared memory (a block runs one of them).
+template <int D>
+union MixedShared {
+  MmaShared<D> int2;
+  Bf16Shared<D> bf16;
+};
+
+/// Every split of a mixed cache in one launch, grid (int2_splits + fp_splits, Hkv, head launches): blocks
+/// x < int2_splits take the INT2 segment, the others the bf16 sink and window. One launch instead of two: the
+/// short bf16 splits run beside the INT2 ones instead of after them, and one kernel boundary fewer per decode.
+/// 3 blocks per SM where the registers allow it without spilling (one group, d ≤ 128).
+template <int D, int NG>
+__global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decode_mixed_mma_kernel(DecodeLaunch p) {
+  __shared__ __align__(16) MixedShared<D> sh;
+  const int split = int(blockIdx.x), h = int(blockIdx.y);
+  if (split < p.int2_splits) {
+    int2_split<D, NG>(p, split, h, block_heads(p), sh.int2);
+  } else {
+    bf16_split<D>(p, split, h, block_heads(p), sh.bf16);
+  }
 }
 
 OSCAR_HOST_EMULATION_END

@@ -101,8 +101,7 @@ struct DecodeLaunch {
   const float* value_rotation = nullptr;  ///< [matrices, d, d] or nullptr
   int value_matrices = 1;
   float* out = nullptr;
-  /// Every split on tensor cores (decode_mma.cu; the INT2 ones need int2_mma_decode_supported), then the
-  /// parallel merge.
+  /// Every split on tensor cores (launch_decode_mma), then the parallel merge.
   bool tensor_cores = false;
 };
 /// Calls launch(std::integral_constant<int, D>{}) for head_dim D ∈ {64, 128, 256}, the head dims the decode
@@ -115,6 +114,11 @@ void with_decode_head_dim(int head_dim, const Launch& launch) {
     case 256: return launch(std::integral_constant<int, 256>{});
     default: throw std::invalid_argument("CUDA decode: head_dim must be 64, 128 or 256, got " + std::to_string(head_dim));
   }
+}
+
+/// Launches (CUDA cores) or grid.z (tensor cores) over a KV head's group of query heads: runs of ≤ 8.
+inline int decode_head_launches(int group_heads) {
+  return (group_heads + kDecodeMaxGroupHeads - 1) / kDecodeMaxGroupHeads;
 }
 
 /// Calls launch(head_base, heads) for each launch of a split kernel: ≤ kDecodeMaxGroupHeads query heads of
@@ -131,9 +135,11 @@ void launch_decode(const DecodeLaunch& p, void* stream);
 /// Whether the tensor-core kernel can take INT2 splits of this geometry: d 64, 128 or 256, the same group size
 /// (d, 64 or 32) for keys and values, chunks of whole 16-token tiles.
 bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size, std::int64_t int2_chunk);
-/// The tensor-core split kernel over the INT2 splits 0 … int2_splits − 1 (partials as the CUDA-core kernel's).
-void launch_decode_int2_mma(const DecodeLaunch& p, void* stream);
-/// The tensor-core split kernel over the bf16 splits int2_splits … int2_splits + fp_splits − 1.
-void launch_decode_bf16_mma(const DecodeLaunch& p, void* stream);
+/// Every split (INT2, then bf16) in one launch of a tensor-core kernel (decode_mma.cu); the INT2 splits need
+/// int2_mma_decode_supported. Partials as the CUDA-core kernels'.
+void launch_decode_mma(const DecodeLaunch& p, void* stream);
+/// How many blocks of the tensor-core split kernel for this geometry (with INT2 splits, or bf16 only) fit on one
+/// multiprocessor of the current device.
+int decode_mma_blocks_per_sm(int head_dim, int group_size, bool int2);
 
 }  // namespace oscar::runtime::gpu::detail

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cuda/decode_plan.h"
 #include "runtime/cuda/int2_cuda.h"
 #include "runtime/cuda/kernels.h"
 
@@ -279,6 +280,7 @@ struct CudaMixedCache::Impl {
   DeviceBuffer query_rotated, partials;
   std::int64_t partial_floats = 0;
   int sm_count = 0;
+  int mma_blocks_per_sm[2] = {0, 0};  // tensor-core kernel occupancy, [bf16 only, with INT2]; 0: not asked yet
   int last_splits = 0;
 
   std::int64_t row_bytes_fp() const { return std::int64_t(config.kv_heads) * config.head_dim * 2; }
@@ -287,6 +289,27 @@ struct CudaMixedCache::Impl {
   const float* rotation(int kind) const {
     const DeviceBuffer& b = kind == 0 ? key_rotation : value_rotation;
     return b.bytes() > 0 ? b.as<float>() : nullptr;
+  }
+
+  /// CUDA cores: about 8 blocks per SM over all KV heads, chunks of whole 128-token warp rounds, at least 256,
+  /// the same for both segments.
+  detail::DecodeSplitPlan plan_splits(std::int64_t int2_tokens, std::int64_t fp_tokens) const {
+    const std::int64_t target = std::max<std::int64_t>(1, std::int64_t(8) * std::max(sm_count, 1) / config.kv_heads);
+    std::int64_t chunk = (int2_tokens + fp_tokens + target - 1) / target;
+    chunk = std::max<std::int64_t>(256, (chunk + 127) / 128 * 128);
+    return {chunk, int((int2_tokens + chunk - 1) / chunk), chunk, int((fp_tokens + chunk - 1) / chunk)};
+  }
+
+  /// Tensor cores: one wave of the kernel's resident blocks (its occupancy asked once per kernel).
+  detail::DecodeSplitPlan plan_mma_splits(std::int64_t int2_tokens, std::int64_t fp_tokens, int group_heads) {
+    const bool with_int2 = int2_tokens > 0;
+    int& per_sm = mma_blocks_per_sm[with_int2 ? 1 : 0];
+    if (per_sm == 0) {
+      per_sm = std::max(1, detail::decode_mma_blocks_per_sm(config.head_dim, config.key_int2.group_size, with_int2));
+    }
+    return detail::plan_mma_decode_splits(int2_tokens, fp_tokens,
+                                          config.kv_heads * detail::decode_head_launches(group_heads),
+                                          per_sm * std::max(sm_count, 1));
   }
 
   void quantize(int kind, const detail::QuantizeLaunch& base) {
@@ -482,17 +505,14 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   if (n2 + nfp == 0) throw std::logic_error("CUDA decode: the cache is empty");
   const int group_heads = query_heads / c.kv_heads;
 
-  // Splits: about 8 blocks per SM over all KV heads, chunks of whole 128-token warp rounds, at least 256.
-  const std::int64_t target = std::max<std::int64_t>(1, std::int64_t(8) * std::max(m.sm_count, 1) / c.kv_heads);
-  std::int64_t chunk = (n2 + nfp + target - 1) / target;
-  chunk = std::max<std::int64_t>(256, (chunk + 127) / 128 * 128);
-  // Tensor cores take every split when asked for and the INT2 geometry allows. Their bf16 kernel runs after
-  // the INT2 one on the stream: with INT2 tokens (a short sink and window), 128-token splits keep it short.
+  // Tensor cores take every split when asked for and the INT2 geometry allows, in one wave (decode_plan.h).
   const bool tensor_cores =
       c.decode_kernel == DecodeKernel::kTensorCores &&
-      (n2 == 0 || detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size, chunk));
-  const std::int64_t fp_chunk = tensor_cores && n2 > 0 ? 128 : chunk;
-  const int int2_splits = int((n2 + chunk - 1) / chunk), fp_splits = int((nfp + fp_chunk - 1) / fp_chunk);
+      (n2 == 0 || detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size,
+                                                    detail::mma::kTileTokens));
+  const detail::DecodeSplitPlan plan = tensor_cores ? m.plan_mma_splits(n2, nfp, group_heads) : m.plan_splits(n2, nfp);
+  const std::int64_t chunk = plan.int2_chunk, fp_chunk = plan.fp_chunk;
+  const int int2_splits = plan.int2_splits, fp_splits = plan.fp_splits;
   const int splits = int2_splits + fp_splits;
   m.last_splits = splits;
 

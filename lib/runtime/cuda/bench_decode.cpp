@@ -123,8 +123,9 @@ int main(int argc, char** argv) {
 
   std::printf("\nHq %d, Hkv %d, d %d, batch 1, %d iterations; INT2: S0 64, W 256, clip 0.96/0.92, float32 scales\n",
               kQueryHeads, kKvHeads, kHeadDim, iterations);
-  std::printf("%8s | %9s %9s %7s | %9s %9s %7s | %8s %6s %8s %6s | %10s\n", "context", "int2 us", "bf16 us",
-              "speedup", "int2 us", "bf16 us", "speedup", "int2GB/s", "peak", "bf16GB/s", "peak", "tc-cc diff");
+  std::printf("%8s | %9s %9s %7s | %9s %9s %7s | %8s %6s %8s %6s | %10s | %s\n", "context", "int2 us", "bf16 us",
+              "speedup", "int2 us", "bf16 us", "speedup", "int2GB/s", "peak", "bf16GB/s", "peak", "tc-cc diff",
+              "int2 splits cc/tc");
   std::printf("%8s | %-27s | %-27s | %-31s |\n", "", "CUDA cores", "tensor cores", "tensor cores");
   std::vector<float> out_cc(hq.size()), out_tc(hq.size());
   for (std::int64_t context : contexts) {
@@ -134,11 +135,13 @@ int main(int argc, char** argv) {
                         rotation.data(), 1);
     fill(bf16, context, k, v);
     const double int2_cc = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    const int splits_cc = int2.last_decode_splits();
     out.download(out_cc.data(), out_cc.size() * sizeof(float));
     const double bf16_cc = time_decode(bf16, q.as<float>(), out.as<float>(), iterations);
     int2.set_decode_kernel(DecodeKernel::kTensorCores);
     bf16.set_decode_kernel(DecodeKernel::kTensorCores);
     const double int2_tc = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    const int splits_tc = int2.last_decode_splits();
     out.download(out_tc.data(), out_tc.size() * sizeof(float));
     const double bf16_tc = time_decode(bf16, q.as<float>(), out.as<float>(), iterations);
     double diff = 0.0, largest = 0.0;
@@ -147,10 +150,10 @@ int main(int argc, char** argv) {
       largest = std::max(largest, double(std::fabs(out_cc[i])));
     }
     const double int2_gbs = int2.decode_bytes() / (int2_tc * 1e-3) / 1e9, bf16_gbs = bf16.decode_bytes() / (bf16_tc * 1e-3) / 1e9;
-    std::printf("%8lld | %9.1f %9.1f %6.2fx | %9.1f %9.1f %6.2fx | %8.0f %5.0f%% %8.0f %5.0f%% | %10.1e\n",
+    std::printf("%8lld | %9.1f %9.1f %6.2fx | %9.1f %9.1f %6.2fx | %8.0f %5.0f%% %8.0f %5.0f%% | %10.1e | %d/%d\n",
                 static_cast<long long>(context), int2_cc * 1e3, bf16_cc * 1e3, bf16_cc / int2_cc, int2_tc * 1e3,
                 bf16_tc * 1e3, bf16_tc / int2_tc, int2_gbs, 100.0 * int2_gbs / peak_gbs, bf16_gbs,
-                100.0 * bf16_gbs / peak_gbs, largest > 0.0 ? diff / largest : diff);
+                100.0 * bf16_gbs / peak_gbs, largest > 0.0 ? diff / largest : diff, splits_cc, splits_tc);
   }
   return 0;
 }

@@ -254,7 +254,7 @@ void check_case(const EmulatedCase& c, std::uint32_t seed, const Bf16Segment* fp
   std::vector<float> q;
   detail::DecodeLaunch p = make_launch(d, c.kv_heads, c.group_heads, q, seed + 7);
   p.int2_tokens = c.tokens;
-  p.page_tokens = c.page_tokens;
+  p.page_tokens = detail::FastDivider::make(std::uint32_t(c.page_tokens));
   p.page_table = pools.page_table.data();
   p.k_codes = pools.codes[0].data();
   p.v_codes = pools.codes[1].data();

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <random>
+#include <stdexcept>
+#include <vector>
 
 #include "runtime/cuda/kernels.h"
 
@@ -72,6 +74,35 @@ TEST(DecodePlan, InvariantsOverRandomGeometries) {
     if (int2 + fp == 0) continue;
     check_plan(int2, fp, heads(rng), resident(rng));
   }
+}
+
+// The page walk's division (FastDivider) against integer division: every divisor to 4,096 and large ones, on
+// dividends at and around multiples of the divisor, random ones and the largest allowed, 2^31 − 1.
+TEST(DecodePlan, FastDividerEqualsIntegerDivision) {
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<std::uint32_t> dividend(0, std::uint32_t(detail::kFastDividerLimit - 1));
+  std::vector<std::uint32_t> divisors;
+  for (std::uint32_t d = 1; d <= 4096; ++d) divisors.push_back(d);
+  for (std::uint32_t d : {65535u, 65536u, 65537u, 1000003u, (1u << 30) - 1, 1u << 30, (1u << 31) - 1}) {
+    divisors.push_back(d);
+  }
+  int wrong = 0;
+  for (std::uint32_t d : divisors) {
+    const detail::FastDivider f = detail::FastDivider::make(d);
+    std::vector<std::uint32_t> ns = {0, 1, d - 1, d, d + 1, 2 * d - 1, std::uint32_t(detail::kFastDividerLimit - 1)};
+    const std::uint32_t top = std::uint32_t((detail::kFastDividerLimit - 1) / d) * d;  // the largest multiple
+    ns.insert(ns.end(), {top - 1, top, top + 1 > top ? top + 1 : top});
+    for (int i = 0; i < 64; ++i) ns.push_back(dividend(rng));
+    for (std::uint32_t n : ns) {
+      if (n >= detail::kFastDividerLimit) continue;
+      const std::uint32_t q = f.quotient(n);
+      if (q != n / d || f.remainder(n, q) != n % d) {
+        if (++wrong < 5) ADD_FAILURE() << n << " / " << d << ": " << q << " rem " << f.remainder(n, q);
+      }
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_THROW(detail::FastDivider::make(0), std::invalid_argument);
 }
 
 TEST(DecodePlan, HeadLaunchesCoverEveryGroup) {

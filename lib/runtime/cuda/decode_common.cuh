@@ -49,8 +49,9 @@ __device__ __forceinline__ float load_scale(const void* base, std::int64_t index
 
 /// Row index of INT2 token t of KV head h in the page pools.
 __device__ __forceinline__ std::int64_t int2_row(const DecodeLaunch& p, std::int64_t t, int h) {
-  const std::int64_t page = p.page_table[t / p.page_tokens];
-  return (page * p.kv_heads + h) * p.page_tokens + t % p.page_tokens;
+  const std::uint32_t index = std::uint32_t(t), page = p.page_tokens.quotient(index);
+  const std::int64_t pool_page = p.page_table[page];
+  return (pool_page * p.kv_heads + h) * p.page_tokens.divisor + p.page_tokens.remainder(index, page);
 }
 
 /// kCount (a multiple of 4) 32-bit words of a 16-byte aligned row, 16 bytes at a time: words 4i … 4i+3 are

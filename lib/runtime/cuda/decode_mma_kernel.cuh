@@ -69,7 +69,11 @@ struct TileRows {
   std::int64_t base = 0;
   bool contiguous = false;  // the tile lies in one page: its rows follow each other
   __device__ TileRows(const DecodeLaunch& p, std::int64_t t0, int h)
-      : base(int2_row(p, t0, h)), contiguous(t0 % p.page_tokens + mma::kTileTokens <= p.page_tokens) {}
+      : base(int2_row(p, t0, h)), contiguous(in_page(p, t0) + mma::kTileTokens <= p.page_tokens.divisor) {}
+  __device__ static std::uint32_t in_page(const DecodeLaunch& p, std::int64_t t) {
+    const std::uint32_t index = std::uint32_t(t);
+    return p.page_tokens.remainder(index, p.page_tokens.quotient(index));
+  }
   __device__ std::int64_t row(const DecodeLaunch& p, std::int64_t t0, int x, std::int64_t end, int h) const {
     if (t0 + x >= end) return base;
     return contiguous ? base + x : int2_row(p, t0 + x, h);

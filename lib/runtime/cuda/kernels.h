@@ -60,6 +60,34 @@ struct QuantizeLaunch {
 };
 void launch_quantize(const QuantizeLaunch& p, void* stream);
 
+/// Division of dividends n < 2^31 by a fixed divisor d ≥ 1 as one widening multiply and a shift (a 64-bit
+/// division is ~70 instructions on a GPU; the decode kernels divide token indices by the page size per tile):
+/// ⌊n / d⌋ = ⌊n·m / 2^shift⌋ with shift = 31 + ⌈log2 d⌉ and m = ⌈2^shift / d⌉ < 2^32. Exact: m exceeds
+/// 2^shift / d by less than 1, which adds less than n / 2^shift < 2^−⌈log2 d⌉ ≤ 1/d to n / d, whose fractional
+/// part is at most 1 − 1/d.
+struct FastDivider {
+  std::uint32_t divisor = 1;
+  std::uint32_t multiplier = 1u << 31;
+  int shift = 31;
+
+  static FastDivider make(std::uint32_t d) {
+    if (d == 0) throw std::invalid_argument("FastDivider: divisor 0");
+    int log2_ceil = 0;
+    while ((std::uint64_t(1) << log2_ceil) < d) ++log2_ceil;
+    FastDivider f;
+    f.divisor = d;
+    f.shift = 31 + log2_ceil;
+    f.multiplier = std::uint32_t(((std::uint64_t(1) << f.shift) + d - 1) / d);
+    return f;
+  }
+  OSCAR_HD std::uint32_t quotient(std::uint32_t n) const {
+    return std::uint32_t((std::uint64_t(n) * multiplier) >> shift);
+  }
+  OSCAR_HD std::uint32_t remainder(std::uint32_t n, std::uint32_t q) const { return n - q * divisor; }
+};
+/// The largest dividend FastDivider takes: token indices of a decode stay below it.
+inline constexpr std::int64_t kFastDividerLimit = std::int64_t(1) << 31;
+
 inline constexpr int kDecodeWarps = 4;
 inline constexpr int kDecodeMaxGroupHeads = 8;  ///< query heads per launch and KV head (more: several launches)
 
@@ -70,8 +98,8 @@ struct DecodeLaunch {
   float score_scale_log2 = 0.0f;  ///< softmax scale · log2(e)
   const float* q = nullptr;       ///< rotated queries [Hq, d]
   // INT2 segment (tokens 0 … int2_tokens−1 of the segment), pages as QuantizeLaunch's destination.
-  std::int64_t int2_tokens = 0;
-  int page_tokens = 0;
+  std::int64_t int2_tokens = 0;  ///< < kFastDividerLimit
+  FastDivider page_tokens;        ///< tokens per page
   const int* page_table = nullptr;
   const std::uint8_t* k_codes = nullptr;
   const std::uint8_t* v_codes = nullptr;

@@ -272,6 +272,7 @@ struct CudaMixedCache::Impl {
   DeviceBuffer sink[2], ring[2];  // bf16 [capacity, Hkv, d]
   DeviceBuffer codes[2], scales[2], zeros[2];
   DeviceBuffer page_table;  // int32 [page_count]
+  detail::FastDivider page_divider;  // by block_tokens
   ErrorSlots errors;
 
   std::int64_t sink_size = 0, int2_size = 0, recent_size = 0, ring_start = 0;
@@ -453,6 +454,7 @@ CudaMixedCache::CudaMixedCache(const CudaCacheConfig& config, const float* key_r
   for (std::size_t i = 0; i < table.size(); ++i) table[i] = int(i);
   m.page_table = DeviceBuffer(table.size() * sizeof(int));
   m.page_table.upload(table.data(), table.size() * sizeof(int));
+  m.page_divider = detail::FastDivider::make(std::uint32_t(config.block_tokens));
 
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -542,7 +544,8 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   p.score_scale_log2 = scale * 1.4426950408889634f;
   p.q = m.query_rotated.as<float>();
   p.int2_tokens = n2;
-  p.page_tokens = c.block_tokens;
+  if (n2 >= detail::kFastDividerLimit) throw std::length_error("CUDA decode: more than 2^31 INT2 tokens");
+  p.page_tokens = m.page_divider;
   p.page_table = m.page_table.as<int>();
   p.k_codes = m.codes[0].as<std::uint8_t>();
   p.v_codes = m.codes[1].as<std::uint8_t>();

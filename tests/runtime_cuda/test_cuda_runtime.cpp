@@ -307,6 +307,9 @@ TEST(CudaRuntime, ConfigValidation) {
   c = CudaCacheConfig::make(8, 128, 1024);
   c.key_int2.group_size = 48;
   EXPECT_THROW(c.validate(), std::invalid_argument);
+  c = CudaCacheConfig::make(8, 128, 1024);
+  c.decode_waves = 0;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
 }
 
 // ---- GPU: quantisation -----------------------------------------------------------------------------------------
@@ -545,13 +548,22 @@ void run_cache_case(const CacheCase& cc) {
     std::copy(deq.begin(), deq.end(), dense.begin() + std::size_t(cc.sink) * token_floats);
   }
 
-  // Decode attention against dense attention over the same rows, with either INT2 decode kernel.
+  // Decode attention against dense attention over the same rows, with either INT2 decode kernel (tensor cores
+  // with splits sized to one wave and to four).
   std::vector<float> q = random_rows(cc.query_heads, d, 3u);
   const std::vector<double> want =
       dense_attention(q, cc.query_heads, keys, values, cc.tokens, hkv, d, prk, prv, std::max(cc.matrices, 1));
-  for (gpu::DecodeKernel kernel : {gpu::DecodeKernel::kCudaCores, gpu::DecodeKernel::kTensorCores}) {
-    const char* name = kernel == gpu::DecodeKernel::kCudaCores ? "CUDA cores" : "tensor cores";
-    cache.set_decode_kernel(kernel);
+  struct Variant {
+    gpu::DecodeKernel kernel;
+    int waves;
+    const char* name;
+  };
+  for (const Variant& variant : {Variant{gpu::DecodeKernel::kCudaCores, 1, "CUDA cores"},
+                                 Variant{gpu::DecodeKernel::kTensorCores, 1, "tensor cores"},
+                                 Variant{gpu::DecodeKernel::kTensorCores, 4, "tensor cores, 4 waves"}}) {
+    const char* name = variant.name;
+    cache.set_decode_kernel(variant.kernel);
+    cache.set_decode_waves(variant.waves);
     std::vector<float> out(q.size());
     cache.decode(q.data(), cc.query_heads, out.data());
     double worst = 0.0, biggest = 0.0;

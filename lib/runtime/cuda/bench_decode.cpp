@@ -155,5 +155,20 @@ int main(int argc, char** argv) {
                 bf16_tc * 1e3, bf16_tc / int2_tc, int2_gbs, 100.0 * int2_gbs / peak_gbs, bf16_gbs,
                 100.0 * bf16_gbs / peak_gbs, largest > 0.0 ? diff / largest : diff, splits_cc, splits_tc);
   }
+
+  // The tensor-core split sizing: INT2 time with the splits sized to 1 … 4 waves of resident blocks (1 is the
+  // default, decode_plan.h), at the longest context.
+  const std::int64_t context = contexts.back();
+  CudaMixedCache int2(CudaCacheConfig::make(kKvHeads, kHeadDim, context), rotation.data(), rotation.data(), 1);
+  fill(int2, context, k, v);
+  int2.set_decode_kernel(DecodeKernel::kTensorCores);
+  std::printf("\ntensor cores, INT2 at %lld tokens, splits sized to waves of resident blocks:\n",
+              static_cast<long long>(context));
+  for (int waves = 1; waves <= 4; ++waves) {
+    int2.set_decode_waves(waves);
+    const double ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    std::printf("  %d wave%s: %3d splits per KV head, %7.1f us, %5.0f GB/s\n", waves, waves > 1 ? "s" : " ",
+                int2.last_decode_splits(), ms * 1e3, int2.decode_bytes() / (ms * 1e-3) / 1e9);
+  }
   return 0;
 }

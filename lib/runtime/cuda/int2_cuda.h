@@ -101,6 +101,9 @@ struct CudaCacheConfig {
   Int2Config key_int2{128, 128, int2_format::kDefaultKeyClipRatio, ScaleType::kFloat32, Encoding::kMinMax};
   Int2Config value_int2{128, 128, int2_format::kDefaultValueClipRatio, ScaleType::kFloat32, Encoding::kMinMax};
   DecodeKernel decode_kernel = DecodeKernel::kCudaCores;
+  /// kTensorCores: INT2 splits sized to this many waves of the kernel's resident blocks (decode_plan.h; 1 unless
+  /// a measurement says otherwise: bench_runtime_cuda times 1 to 4).
+  int decode_waves = 1;
 
   /// Defaults for these dimensions (INT2 configs' head_dim and group size set to head_dim).
   static CudaCacheConfig make(int kv_heads, int head_dim, std::int64_t capacity);
@@ -152,6 +155,8 @@ class CudaMixedCache {
   const CudaCacheConfig& config() const;
   /// Chooses the INT2 decode kernel for the following decodes (the stored cache does not depend on it).
   void set_decode_kernel(DecodeKernel kernel);
+  /// CudaCacheConfig::decode_waves for the following decodes (≥ 1).
+  void set_decode_waves(int waves);
   std::int64_t size() const;
   std::int64_t sink_size() const;
   std::int64_t int2_size() const;

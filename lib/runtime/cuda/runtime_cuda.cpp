@@ -255,6 +255,7 @@ void CudaCacheConfig::validate() const {
   require(recent_tokens >= 0 && recent_tokens % kStep == 0, "recent_tokens must be a non-negative multiple of 8");
   require(block_tokens > 0 && block_tokens % kStep == 0, "block_tokens must be a positive multiple of 8");
   require(capacity > 0, "capacity must be positive");
+  require(decode_waves >= 1 && decode_waves <= 64, "decode_waves must be in 1 … 64");
   require(key_int2.head_dim == head_dim && value_int2.head_dim == head_dim, "INT2 head_dim must equal head_dim");
   validate_format(key_int2, "CUDA mixed cache keys");
   validate_format(value_int2, "CUDA mixed cache values");
@@ -301,7 +302,7 @@ struct CudaMixedCache::Impl {
     return {chunk, int((int2_tokens + chunk - 1) / chunk), chunk, int((fp_tokens + chunk - 1) / chunk)};
   }
 
-  /// Tensor cores: one wave of the kernel's resident blocks (its occupancy asked once per kernel).
+  /// Tensor cores: decode_waves waves of the kernel's resident blocks (its occupancy asked once per kernel).
   detail::DecodeSplitPlan plan_mma_splits(std::int64_t int2_tokens, std::int64_t fp_tokens, int group_heads) {
     const bool with_int2 = int2_tokens > 0;
     int& per_sm = mma_blocks_per_sm[with_int2 ? 1 : 0];
@@ -310,7 +311,7 @@ struct CudaMixedCache::Impl {
     }
     return detail::plan_mma_decode_splits(int2_tokens, fp_tokens,
                                           config.kv_heads * detail::decode_head_launches(group_heads),
-                                          per_sm * std::max(sm_count, 1));
+                                          per_sm * std::max(sm_count, 1) * config.decode_waves);
   }
 
   void quantize(int kind, const detail::QuantizeLaunch& base) {
@@ -582,6 +583,12 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
 
 const CudaCacheConfig& CudaMixedCache::config() const { return impl_->config; }
 void CudaMixedCache::set_decode_kernel(DecodeKernel kernel) { impl_->config.decode_kernel = kernel; }
+void CudaMixedCache::set_decode_waves(int waves) {
+  CudaCacheConfig config = impl_->config;
+  config.decode_waves = waves;
+  config.validate();
+  impl_->config = config;
+}
 std::int64_t CudaMixedCache::size() const { return impl_->sink_size + impl_->int2_size + impl_->recent_size; }
 std::int64_t CudaMixedCache::sink_size() const { return impl_->sink_size; }
 std::int64_t CudaMixedCache::int2_size() const { return impl_->int2_size; }

@@ -2,7 +2,8 @@
 // (CudaCacheConfig::full_precision_only), with either decode kernel family (CUDA cores, tensor cores), Hq 32,
 // Hkv 8, d 128, batch 1, plus quantisation throughput. Speed-ups are bf16 time over INT2 time within a family;
 // GB/s are the bytes each decode reads (tensor cores) over its time. "tc-cc diff" is the largest |tensor cores −
-// CUDA cores| of the INT2 outputs over the largest |output|: they must agree to float32 rounding.
+// CUDA cores| of the INT2 outputs over the largest |output|: they must agree to float32 rounding. Then the
+// tensor-core INT2 decode at the longest context with its splits sized to 1 … 4 waves of resident blocks.
 // Usage: bench_runtime_cuda [iterations] [context ...]   (default 50; 4096 32768 100000 131072)
 #include <cuda_runtime_api.h>
 

@@ -73,10 +73,15 @@ __global__ void __launch_bounds__(kMaxHeadDim) rotate_kernel(RotateLaunch p) {
       if (m == nullptr) {
         y = x[j];
       } else if (!p.transpose) {
-        y = 0.0f;  // Rotation::apply: y[j] = Σ_i x[i]·R[i][j], i ascending
+        // Rotation::apply: y[j] = Σ_i x[i]·R[i][j], i ascending. Unrolled so that 16 loads of R are in flight
+        // at a time (the sum's order, hence its bits, stays the same): a decode's query rotation is a fixed
+        // cost of every step, and it is latency, not bandwidth.
+        y = 0.0f;
+#pragma unroll 16
         for (int i = 0; i < d; ++i) y = add_rn(y, mul_rn(x[i], m[i * d + j]));
       } else {
         y = 0.0f;  // Rotation::apply_transpose: y[j] = Σ_i x[i]·R[j][i], i ascending
+#pragma unroll 16
         for (int i = 0; i < d; ++i) y = add_rn(y, mul_rn(x[i], m[j * d + i]));
       }
       if (p.out_bf16 != nullptr) {

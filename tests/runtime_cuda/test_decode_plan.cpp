@@ -37,8 +37,11 @@ void check_plan(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per
   EXPECT_GE(std::int64_t(plan.int2_splits) * plan.int2_chunk, int2_tokens);
   EXPECT_TRUE(detail::int2_mma_decode_supported(128, 128, 128, plan.int2_chunk)) << "chunk " << plan.int2_chunk;
   EXPECT_GE(plan.int2_chunk, detail::kMinInt2Chunk);
-  EXPECT_EQ(plan.fp_chunk, detail::kMinFpChunk);
   const std::int64_t wave_splits = resident_blocks / blocks_per_split;
+  // The bf16 splits: 128 tokens, or fewer and longer ones when 128-token ones would take over a quarter of
+  // the wave.
+  EXPECT_GE(plan.fp_chunk, detail::kMinFpChunk);
+  if (plan.fp_chunk > detail::kMinFpChunk) EXPECT_LE(plan.fp_splits, std::max<std::int64_t>(1, wave_splits / 4));
   const std::int64_t splits = plan.int2_splits + plan.fp_splits;
   if (wave_splits > plan.fp_splits) {
     EXPECT_LE(splits, wave_splits) << "more than one wave";
@@ -64,25 +67,34 @@ TEST(DecodePlan, H200At128KIsOneWave) {
   check_plan(131072 - 320, 320, 8, 3 * 132);
 }
 
+// A long window with many KV heads (Hkv 32, S0 64 + W 4096) still leaves the INT2 segment most of the wave.
+TEST(DecodePlan, LongWindowKeepsTheInt2SegmentSplit) {
+  const detail::DecodeSplitPlan plan = detail::plan_mma_decode_splits(131072 - 4160, 4160, 32, 3 * 132);
+  // 396 / 32 = 12 splits in the wave: 3 bf16 (⌈4160 / 3⌉ = 1387 tokens each), 9 INT2.
+  EXPECT_EQ(plan.fp_splits, 3);
+  EXPECT_EQ(plan.int2_splits, 9);
+  check_plan(131072 - 4160, 4160, 32, 3 * 132);
+}
+
 TEST(DecodePlan, InvariantsOverRandomGeometries) {
   std::mt19937 rng(5);
   std::uniform_int_distribution<std::int64_t> tokens(0, 300000);
-  std::uniform_int_distribution<int> window(0, 600), heads(1, 64), resident(1, 2000);
+  std::uniform_int_distribution<int> window(0, 600), long_window(0, 20000), heads(1, 64), resident(1, 2000);
   for (int i = 0; i < 2000; ++i) {
-    const std::int64_t fp = window(rng);
+    const std::int64_t fp = i % 3 == 0 ? long_window(rng) : window(rng);
     const std::int64_t int2 = i % 5 == 0 ? 0 : tokens(rng) >> (i % 9);
     if (int2 + fp == 0) continue;
     check_plan(int2, fp, heads(rng), resident(rng));
   }
 }
 
-// The page walk's division (FastDivider) against integer division: every divisor to 4,096 and large ones, on
+// The page walk's division (FastDivider) against integer division: every divisor from 2 to 4,096 and large ones, on
 // dividends at and around multiples of the divisor, random ones and the largest allowed, 2^31 − 1.
 TEST(DecodePlan, FastDividerEqualsIntegerDivision) {
   std::mt19937 rng(9);
   std::uniform_int_distribution<std::uint32_t> dividend(0, std::uint32_t(detail::kFastDividerLimit - 1));
   std::vector<std::uint32_t> divisors;
-  for (std::uint32_t d = 1; d <= 4096; ++d) divisors.push_back(d);
+  for (std::uint32_t d = 2; d <= 4096; ++d) divisors.push_back(d);
   for (std::uint32_t d : {65535u, 65536u, 65537u, 1000003u, (1u << 30) - 1, 1u << 30, (1u << 31) - 1}) {
     divisors.push_back(d);
   }
@@ -103,6 +115,7 @@ TEST(DecodePlan, FastDividerEqualsIntegerDivision) {
   }
   EXPECT_EQ(wrong, 0);
   EXPECT_THROW(detail::FastDivider::make(0), std::invalid_argument);
+  EXPECT_THROW(detail::FastDivider::make(1), std::invalid_argument);
 }
 
 TEST(DecodePlan, HeadLaunchesCoverEveryGroup) {

@@ -332,9 +332,14 @@ union MixedShared {
 /// Every split of a mixed cache in one launch, grid (int2_splits + fp_splits, Hkv, head launches): blocks
 /// x < int2_splits take the INT2 segment, the others the bf16 sink and window. One launch instead of two: the
 /// short bf16 splits run beside the INT2 ones instead of after them, and one kernel boundary fewer per decode.
-/// 3 blocks per SM where the registers allow it without spilling (one group, d ≤ 128).
+/// Blocks per SM the registers are held to (65536 / (128 threads · blocks) registers a thread): as many as fit
+/// without spilling. Without a bound ptxas takes whatever helps its schedule, and one block fewer per SM is a
+/// third less memory traffic in flight. Two groups prefetch two tiles of scales: one block fewer.
 template <int D, int NG>
-__global__ void __launch_bounds__(kThreads, (NG == 1 && D <= 128) ? 3 : 1) decode_mixed_mma_kernel(DecodeLaunch p) {
+inline constexpr int kMixedBlocksPerSm = D == 64 ? (NG == 2 ? 3 : 4) : D == 128 ? (NG == 2 ? 2 : 3) : 2;
+
+template <int D, int NG>
+__global__ void __launch_bounds__(kThreads, kMixedBlocksPerSm<D, NG>) decode_mixed_mma_kernel(DecodeLaunch p) {
   __shared__ __align__(16) MixedShared<D> sh;
   const int split = int(blockIdx.x), h = int(blockIdx.y);
   if (split < p.int2_splits) {

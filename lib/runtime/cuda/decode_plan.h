@@ -24,7 +24,7 @@ struct DecodeSplitPlan {
 };
 
 inline constexpr std::int64_t kMinInt2Chunk = 256;  ///< 4 tiles per warp: shorter splits are mostly set-up
-inline constexpr std::int64_t kMinFpChunk = 128;    ///< 2 tiles per warp; the chunk beside INT2 splits
+inline constexpr std::int64_t kMinFpChunk = 128;    ///< 2 tiles per warp
 
 /// Splits of `int2_tokens` INT2 and `fp_tokens` bf16 tokens for a grid whose every split is `blocks_per_split`
 /// blocks (KV heads × head launches), on a device that holds `resident_blocks` of them at once.
@@ -36,7 +36,10 @@ inline DecodeSplitPlan plan_mma_decode_splits(std::int64_t int2_tokens, std::int
   if (int2_tokens <= 0) {
     plan.fp_chunk = std::max(kMinFpChunk, divide_up(std::max<std::int64_t>(fp_tokens, 1), splits_in_wave));
   } else {
-    plan.fp_chunk = kMinFpChunk;
+    // The bf16 splits take at most a quarter of the wave (a long window or many KV heads would otherwise leave
+    // the INT2 segment one split per KV head).
+    const std::int64_t fp_share = std::max<std::int64_t>(1, splits_in_wave / 4);
+    plan.fp_chunk = std::max(kMinFpChunk, divide_up(fp_tokens, fp_share));
     const std::int64_t fp_splits = divide_up(fp_tokens, plan.fp_chunk);
     const std::int64_t int2_splits = std::max<std::int64_t>(1, splits_in_wave - fp_splits);
     const std::int64_t chunk = divide_up(int2_tokens, int2_splits);

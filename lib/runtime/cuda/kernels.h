@@ -60,18 +60,19 @@ struct QuantizeLaunch {
 };
 void launch_quantize(const QuantizeLaunch& p, void* stream);
 
-/// Division of dividends n < 2^31 by a fixed divisor d ≥ 1 as one widening multiply and a shift (a 64-bit
-/// division is ~70 instructions on a GPU; the decode kernels divide token indices by the page size per tile):
-/// ⌊n / d⌋ = ⌊n·m / 2^shift⌋ with shift = 31 + ⌈log2 d⌉ and m = ⌈2^shift / d⌉ < 2^32. Exact: m exceeds
+/// Division of dividends n < 2^31 by a fixed divisor d ≥ 2 as a multiply-high and a shift (a 64-bit division is
+/// ~70 instructions on a GPU; the decode kernels divide token indices by the page size per tile):
+/// ⌊n / d⌋ = ⌊n·m / 2^shift⌋ with shift = 31 + ⌈log2 d⌉ ≥ 32 and m = ⌈2^shift / d⌉ < 2^32. Exact: m exceeds
 /// 2^shift / d by less than 1, which adds less than n / 2^shift < 2^−⌈log2 d⌉ ≤ 1/d to n / d, whose fractional
-/// part is at most 1 − 1/d.
+/// part is at most 1 − 1/d. (d = 1 would need m = 2^31 and shift 31, below the multiply-high's 32 bits; pages
+/// hold at least 8 tokens.)
 struct FastDivider {
-  std::uint32_t divisor = 1;
+  std::uint32_t divisor = 2;
   std::uint32_t multiplier = 1u << 31;
-  int shift = 31;
+  int shift = 32;
 
   static FastDivider make(std::uint32_t d) {
-    if (d == 0) throw std::invalid_argument("FastDivider: divisor 0");
+    if (d < 2) throw std::invalid_argument("FastDivider: divisor below 2");
     int log2_ceil = 0;
     while ((std::uint64_t(1) << log2_ceil) < d) ++log2_ceil;
     FastDivider f;
@@ -81,7 +82,11 @@ struct FastDivider {
     return f;
   }
   OSCAR_HD std::uint32_t quotient(std::uint32_t n) const {
-    return std::uint32_t((std::uint64_t(n) * multiplier) >> shift);
+#if defined(__CUDA_ARCH__)
+    return __umulhi(n, multiplier) >> (shift - 32);
+#else
+    return std::uint32_t((std::uint64_t(n) * multiplier) >> 32) >> (shift - 32);
+#endif
   }
   OSCAR_HD std::uint32_t remainder(std::uint32_t n, std::uint32_t q) const { return n - q * divisor; }
 };

@@ -506,6 +506,7 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   }
   const std::int64_t n2 = m.int2_size, nfp = m.sink_size + m.recent_size;
   if (n2 + nfp == 0) throw std::logic_error("CUDA decode: the cache is empty");
+  if (n2 >= detail::kFastDividerLimit) throw std::length_error("CUDA decode: 2^31 INT2 tokens or more");
   const int group_heads = query_heads / c.kv_heads;
 
   // Tensor cores take every split when asked for and the INT2 geometry allows, in one wave (decode_plan.h).
@@ -545,7 +546,6 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   p.score_scale_log2 = scale * 1.4426950408889634f;
   p.q = m.query_rotated.as<float>();
   p.int2_tokens = n2;
-  if (n2 >= detail::kFastDividerLimit) throw std::length_error("CUDA decode: more than 2^31 INT2 tokens");
   p.page_tokens = m.page_divider;
   p.page_table = m.page_table.as<int>();
   p.k_codes = m.codes[0].as<std::uint8_t>();

@@ -274,9 +274,9 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
     }
     largest_scale = quad_max(largest_scale);
     if (!(largest_scale > 0.0f)) largest_scale = 1.0f;
-    rescale_columns(acc, alpha, r, value_factor / largest_scale);
+    const float inverse_scale = __frcp_rn(largest_scale);  // one reciprocal per tile, no division
+    rescale_columns(acc, alpha, r, value_factor * inverse_scale);
     value_factor = largest_scale;
-    const float inverse_scale = 1.0f / largest_scale;
     std::uint32_t p_hi[NG][2], p_lo[NG][2];
 #pragma unroll
     for (int gi = 0; gi < NG; ++gi) {

@@ -154,8 +154,8 @@ inline int decode_head_launches(int group_heads) {
   return (group_heads + kDecodeMaxGroupHeads - 1) / kDecodeMaxGroupHeads;
 }
 
-/// Calls launch(head_base, heads) for each launch of a split kernel: ≤ kDecodeMaxGroupHeads query heads of
-/// each KV head's group per launch.
+/// Calls launch(head_base, heads) for each launch of the CUDA-core split kernel: ≤ kDecodeMaxGroupHeads query
+/// heads of each KV head's group per launch (the tensor-core kernels take them as grid.z).
 template <class Launch>
 void for_each_head_launch(int group_heads, const Launch& launch) {
   for (int base = 0; base < group_heads; base += kDecodeMaxGroupHeads) {
@@ -163,7 +163,8 @@ void for_each_head_launch(int group_heads, const Launch& launch) {
   }
 }
 
-/// The split kernels (one launch per ≤ 8 query heads of each KV head), then the merge kernel.
+/// The split kernels (CUDA cores: one launch per ≤ 8 query heads of each KV head; tensor cores: one launch),
+/// then the merge kernel.
 void launch_decode(const DecodeLaunch& p, void* stream);
 /// Whether the tensor-core kernel can take INT2 splits of this geometry: d 64, 128 or 256, the same group size
 /// (d, 64 or 32) for keys and values, chunks of whole 16-token tiles.

@@ -1,6 +1,7 @@
-// Host emulation of the CUDA built-ins that the tensor-core decode kernel uses, so that its own source
-// (lib/runtime/cuda/decode_mma_kernel.cuh) runs on a machine without a GPU: every CUDA thread of a block is a
-// std::thread; __syncthreads, warp shuffles and mma.sync are collectives over the block's or the warp's threads.
+// Host emulation of the CUDA built-ins that the decode kernels use, so that their own source
+// (lib/runtime/cuda/decode_*kernel.cuh, decode_merge.cuh) runs on a machine without a GPU: every CUDA thread of
+// a block is a std::thread; __syncthreads, __syncwarp, warp shuffles and mma.sync are collectives over the
+// block's or the warp's threads.
 // The MMAs follow the PTX ISA's fragment tables (the same tables as test_decode_mma_layout.cpp), adding the
 // exact products and rounding once to the accumulator type. Slow (a mutex and condition variable per
 // collective) and meant for a few thousand tokens. Include it before the kernel header, in a host-only file.
@@ -42,6 +43,9 @@ struct alignas(8) uint2 {
 struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 struct half {
   std::uint16_t bits;
 };
@@ -51,6 +55,7 @@ struct half2 {
 }  // namespace cuda_emulation
 using uint2 = cuda_emulation::uint2;
 using uint4 = cuda_emulation::uint4;
+using float4 = cuda_emulation::float4;
 using __half = cuda_emulation::half;
 using __half2 = cuda_emulation::half2;
 
@@ -200,6 +205,7 @@ inline void mma_m16n8k16_bf16(float (&c)[4], std::array<std::uint32_t, 4> a, std
 #define blockDim (::cuda_emulation::block_dim)
 
 inline void __syncthreads() { cuda_emulation::current_block->barrier.wait(); }
+inline void __syncwarp() { cuda_emulation::warp().barrier.wait(); }  // the kernels call it with the whole warp
 inline float __shfl_xor_sync(unsigned, float v, int mask) { return cuda_emulation::exchange(v, cuda_emulation::lane() ^ mask); }
 inline int __shfl_xor_sync(unsigned, int v, int mask) { return cuda_emulation::exchange(v, cuda_emulation::lane() ^ mask); }
 inline float __shfl_sync(unsigned, float v, int source) { return cuda_emulation::exchange(v, source); }

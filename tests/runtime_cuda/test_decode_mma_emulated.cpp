@@ -1,13 +1,15 @@
-// The tensor-core decode kernel's own source (lib/runtime/cuda/decode_mma_kernel.cuh) run on the CPU through
-// cuda_emulation.h (a std::thread per CUDA thread; shuffles, barriers and mma.sync emulated), on INT2 page pools
-// built here, merged here by log-sum-exp, and compared with dense attention (in double) over the rows as the
-// CPU runtime's reference dequantises them. Runs on any machine: what CI can check of the kernel without a GPU
-// (the GPU tests in test_cuda_runtime.cpp check it on the device). Likewise both merge kernels
-// (decode_merge.cuh) against the log-sum-exp formula.
-#include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel header
+// The decode kernels' own source run on the CPU through cuda_emulation.h (a std::thread per CUDA thread;
+// shuffles, barriers and mma.sync emulated): the tensor-core kernels (decode_mma_kernel.cuh,
+// decode_bf16_mma_kernel.cuh) and the CUDA-core one (decode_split_kernel.cuh), on INT2 page pools and bf16
+// sinks and rings built here, merged here by log-sum-exp, and compared with dense attention (in double) over
+// the rows as the CPU runtime's reference dequantises them. Runs on any machine: what CI can check of the
+// kernels without a GPU (the GPU tests in test_cuda_runtime.cpp check them on the device). Likewise both merge
+// kernels (decode_merge.cuh) against the log-sum-exp formula.
+#include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel headers
 #include "runtime/cuda/decode_bf16_mma_kernel.cuh"
 #include "runtime/cuda/decode_merge.cuh"
 #include "runtime/cuda/decode_mma_kernel.cuh"
+#include "runtime/cuda/decode_split_kernel.cuh"
 #include "core/dtype.h"
 #include "runtime/int2_quantize.h"
 
@@ -246,9 +248,24 @@ void run_mixed_kernel(const detail::DecodeLaunch& p) {
   }
 }
 
-/// The mixed kernel over an INT2 segment (and, when `fp` is given, a bf16 sink and ring in the same launch)
+/// The CUDA-core split kernel over every split: one launch per ≤ 8 query heads, as decode.cu does.
+void run_cuda_core_kernel(const detail::DecodeLaunch& p) {
+  const int splits = p.int2_splits + p.fp_splits;
+  detail::with_decode_head_dim(p.head_dim, [&](auto d) {
+    detail::for_each_head_launch(p.group_heads, [&](int base, int heads) {
+      cuda_emulation::launch({unsigned(splits), unsigned(p.kv_heads), 1}, detail::cuda_core_decode::kThreads, [&] {
+        detail::cuda_core_decode::decode_split_kernel<decltype(d)::value>(p, base, heads);
+      });
+    });
+  });
+}
+
+enum class Family { kTensorCores, kCudaCores };
+
+/// A split kernel over an INT2 segment (and, when `fp` is given, a bf16 sink and ring in the same launch)
 /// against dense attention over all of their rows.
-void check_case(const EmulatedCase& c, std::uint32_t seed, const Bf16Segment* fp = nullptr) {
+void check_case(const EmulatedCase& c, std::uint32_t seed, const Bf16Segment* fp = nullptr,
+                Family family = Family::kTensorCores) {
   const int d = c.head_dim, query_heads = c.kv_heads * c.group_heads;
   const Pools pools = make_pools(c, seed);
   std::vector<float> q;
@@ -266,13 +283,19 @@ void check_case(const EmulatedCase& c, std::uint32_t seed, const Bf16Segment* fp
   p.k_float16 = p.v_float16 = c.float16;
   p.int2_chunk = c.chunk;
   p.int2_splits = int((c.tokens + c.chunk - 1) / c.chunk);
-  ASSERT_TRUE(detail::int2_mma_decode_supported(d, c.group_size, c.group_size, c.chunk));
+  if (family == Family::kTensorCores) {
+    ASSERT_TRUE(detail::int2_mma_decode_supported(d, c.group_size, c.group_size, c.chunk));
+  }
   const Bf16Pools fp_pools = make_bf16_pools(d, c.kv_heads, fp ? *fp : Bf16Segment{}, seed + 11);
   if (fp != nullptr) attach_bf16(p, fp_pools, *fp);
   const std::int64_t fp_tokens = fp ? fp->sink + fp->recent : 0;
   const int splits = p.int2_splits + p.fp_splits;
   Partials partials(p, splits);
-  run_mixed_kernel(p);
+  if (family == Family::kTensorCores) {
+    run_mixed_kernel(p);
+  } else {
+    run_cuda_core_kernel(p);
+  }
 
   Worst worst;
   for (int hq = 0; hq < query_heads; ++hq) {
@@ -317,6 +340,21 @@ TEST(DecodeMmaEmulated, MixedCacheInOneLaunch) {
   check_case({128, 64, 2, 4, 32, 300, 128, false, false}, 7u, &window);
   const Bf16Segment wide_window{8, 30, 40, 30, 64};
   check_case({64, 64, 1, 12, 16, 200, 64, true, false}, 8u, &wide_window);
+}
+
+// ---- The CUDA-core split kernel (the default) ----------------------------------------------------------------------
+
+// INT2 and bf16 splits of one launch, ragged chunks (not whole 32-token warp tiles), shuffled pages.
+TEST(DecodeSplitEmulated, MixedCacheHeadDim128Gqa4) {
+  const Bf16Segment window{16, 45, 48, 40, 40};
+  check_case({128, 128, 2, 4, 24, 500, 200, false, false}, 31u, &window, Family::kCudaCores);
+}
+
+// Groups of 32 with float16 scales, 12 query heads per KV head (two launches: 8 + 4), d 64 and 256.
+TEST(DecodeSplitEmulated, GroupsAndTwoHeadLaunches) {
+  const Bf16Segment window{8, 30, 40, 30, 64};
+  check_case({64, 32, 1, 12, 8, 300, 96, true, false}, 32u, &window, Family::kCudaCores);
+  check_case({256, 64, 1, 3, 64, 200, 128, false, true}, 33u, nullptr, Family::kCudaCores);
 }
 
 // ---- bf16 segments ------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@
 namespace oscar::runtime::gpu::detail::mma_decode {
 OSCAR_HOST_EMULATION_BEGIN
 
-inline constexpr int kThreads = kDecodeWarps * 32;
+inline constexpr int kThreads = kDecodeThreads;
 inline constexpr int kRows = mma::kRows;
 using decode::kNegInf;
 static_assert(mma::kRows == decode::kHeads, "the partials' layout assumes 8 query heads per launch");

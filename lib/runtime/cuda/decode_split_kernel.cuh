@@ -18,20 +18,15 @@
 // run the kernel's own code on a machine without a GPU, like the tensor-core kernels.
 #pragma once
 
-#if defined(__CUDACC__)
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#endif
-
 #include <cstdint>
 
-#include "runtime/cuda/decode_common.cuh"
+#include "runtime/cuda/decode_common.cuh"  // with the CUDA headers (or their host emulation)
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail::cuda_core_decode {
 OSCAR_HOST_EMULATION_BEGIN
 
-inline constexpr int kThreads = kDecodeWarps * 32;
+inline constexpr int kThreads = kDecodeThreads;
 inline constexpr int kMaxGq = kDecodeMaxGroupHeads;
 using decode::int2_row;
 using decode::kNegInf;

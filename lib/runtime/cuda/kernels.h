@@ -94,6 +94,7 @@ struct FastDivider {
 inline constexpr std::int64_t kFastDividerLimit = std::int64_t(1) << 31;
 
 inline constexpr int kDecodeWarps = 4;
+inline constexpr int kDecodeThreads = kDecodeWarps * 32;  ///< threads of a split kernel's block
 inline constexpr int kDecodeMaxGroupHeads = 8;  ///< query heads per launch and KV head (more: several launches)
 
 struct DecodeLaunch {

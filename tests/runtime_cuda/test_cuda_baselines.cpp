@@ -7,6 +7,8 @@
 //    reported bits are equal.
 #include <gtest/gtest.h>
 
+#include "require_cuda_device.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -27,13 +29,6 @@
 
 namespace oscar::runtime {
 namespace {
-
-#define REQUIRE_CUDA_DEVICE()                                                 \
-  do {                                                                        \
-    if (!gpu::cuda_device_available()) {                                      \
-      GTEST_SKIP() << "no CUDA device: GPU tests skipped";                    \
-    }                                                                         \
-  } while (0)
 
 // ---- Inputs ----------------------------------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@
 //    (relative to the largest output magnitude) of dense attention computed here in double precision.
 #include <gtest/gtest.h>
 
+#include "require_cuda_device.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,13 +33,6 @@ using gpu::CudaCacheConfig;
 using gpu::CudaMixedCache;
 using gpu::DeviceBuffer;
 using gpu::DeviceInt2Rows;
-
-#define REQUIRE_CUDA_DEVICE()                                                 \
-  do {                                                                        \
-    if (!gpu::cuda_device_available()) {                                      \
-      GTEST_SKIP() << "no CUDA device: GPU tests skipped";                    \
-    }                                                                         \
-  } while (0)
 
 // ---- Inputs ----------------------------------------------------------------------------------------------------
 

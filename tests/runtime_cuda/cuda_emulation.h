@@ -212,7 +212,6 @@ inline float __shfl_sync(unsigned, float v, int source) { return cuda_emulation:
 
 inline float __uint_as_float(unsigned u) { return oscar::bits_to_float(u); }
 inline int __float2int_rn(float x) { return int(std::nearbyint(x)); }
-inline float __frcp_rn(float x) { return 1.0f / x; }  // the reciprocal rounded to nearest, as IEEE division
 inline __half __ushort_as_half(unsigned short bits) { return __half{bits}; }
 inline float __half2float(__half h) { return cuda_emulation::float16_to_float(h.bits); }
 inline __half2 __halves2half2(__half low, __half high) { return __half2{low, high}; }

@@ -544,21 +544,24 @@ void run_cache_case(const CacheCase& cc) {
   }
 
   // Decode attention against dense attention over the same rows, with either INT2 decode kernel (tensor cores
-  // with splits sized to one wave and to four).
+  // with splits sized to one wave and to four, with programmatic dependent launches and without).
   std::vector<float> q = random_rows(cc.query_heads, d, 3u);
   const std::vector<double> want =
       dense_attention(q, cc.query_heads, keys, values, cc.tokens, hkv, d, prk, prv, std::max(cc.matrices, 1));
   struct Variant {
     gpu::DecodeKernel kernel;
     int waves;
+    bool overlap;
     const char* name;
   };
-  for (const Variant& variant : {Variant{gpu::DecodeKernel::kCudaCores, 1, "CUDA cores"},
-                                 Variant{gpu::DecodeKernel::kTensorCores, 1, "tensor cores"},
-                                 Variant{gpu::DecodeKernel::kTensorCores, 4, "tensor cores, 4 waves"}}) {
+  for (const Variant& variant : {Variant{gpu::DecodeKernel::kCudaCores, 1, true, "CUDA cores"},
+                                 Variant{gpu::DecodeKernel::kTensorCores, 1, true, "tensor cores"},
+                                 Variant{gpu::DecodeKernel::kTensorCores, 4, true, "tensor cores, 4 waves"},
+                                 Variant{gpu::DecodeKernel::kTensorCores, 1, false, "tensor cores, plain launches"}}) {
     const char* name = variant.name;
     cache.set_decode_kernel(variant.kernel);
     cache.set_decode_waves(variant.waves);
+    cache.set_overlap_launches(variant.overlap);
     std::vector<float> out(q.size());
     cache.decode(q.data(), cc.query_heads, out.data());
     double worst = 0.0, biggest = 0.0;

@@ -29,7 +29,9 @@ void check_plan(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per
   if (int2_tokens == 0) {
     EXPECT_EQ(plan.int2_splits, 0);
     const int wave = std::max(1, resident_blocks / blocks_per_split);
-    if (plan.fp_chunk > detail::kMinFpChunk) EXPECT_LE(plan.fp_splits, wave);
+    if (plan.fp_chunk > detail::kMinFpChunk) {
+      EXPECT_LE(plan.fp_splits, wave);
+    }
     return;
   }
   ASSERT_GT(plan.int2_splits, 0);
@@ -41,7 +43,9 @@ void check_plan(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per
   // The bf16 splits: 128 tokens, or fewer and longer ones when 128-token ones would take over a quarter of
   // the wave.
   EXPECT_GE(plan.fp_chunk, detail::kMinFpChunk);
-  if (plan.fp_chunk > detail::kMinFpChunk) EXPECT_LE(plan.fp_splits, std::max<std::int64_t>(1, wave_splits / 4));
+  if (plan.fp_chunk > detail::kMinFpChunk) {
+    EXPECT_LE(plan.fp_splits, std::max<std::int64_t>(1, wave_splits / 4));
+  }
   const std::int64_t splits = plan.int2_splits + plan.fp_splits;
   if (wave_splits > plan.fp_splits) {
     EXPECT_LE(splits, wave_splits) << "more than one wave";

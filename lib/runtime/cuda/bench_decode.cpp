@@ -3,7 +3,8 @@
 // Hkv 8, d 128, batch 1, plus quantisation throughput. Speed-ups are bf16 time over INT2 time within a family;
 // GB/s are the bytes each decode reads (tensor cores) over its time. "tc-cc diff" is the largest |tensor cores −
 // CUDA cores| of the INT2 outputs over the largest |output|: they must agree to float32 rounding. Then the
-// tensor-core INT2 decode at the longest context with its splits sized to 1 … 4 waves of resident blocks.
+// tensor-core INT2 decode at the longest context with its splits sized to 1 … 4 waves of resident blocks, and
+// with programmatic dependent launches against plain ones.
 // Usage: bench_runtime_cuda [iterations] [context ...]   (default 50; 4096 32768 100000 131072)
 #include <cuda_runtime_api.h>
 
@@ -170,6 +171,13 @@ int main(int argc, char** argv) {
     const double ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
     std::printf("  %d wave%s: %3d splits per KV head, %7.1f us, %5.0f GB/s\n", waves, waves > 1 ? "s" : " ",
                 int2.last_decode_splits(), ms * 1e3, int2.decode_bytes() / (ms * 1e-3) / 1e9);
+  }
+  // Programmatic dependent launches (CudaCacheConfig::overlap_launches, the default) against plain ones.
+  int2.set_decode_waves(1);
+  for (bool overlap : {true, false}) {
+    int2.set_overlap_launches(overlap);
+    const double ms = time_decode(int2, q.as<float>(), out.as<float>(), iterations);
+    std::printf("  1 wave, %s launches: %7.1f us\n", overlap ? "overlapping" : "plain      ", ms * 1e3);
   }
   return 0;
 }

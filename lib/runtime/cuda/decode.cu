@@ -7,6 +7,7 @@
 
 #include "runtime/cuda/decode_merge.cuh"
 #include "runtime/cuda/decode_split_kernel.cuh"
+#include "runtime/cuda/dependent_launch.cuh"
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail {
@@ -35,8 +36,9 @@ void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const int splits = p.int2_splits + p.fp_splits;
   if (p.tensor_cores) {
     launch_decode_mma(p, stream);
-    decode_merge_parallel_kernel<<<p.kv_heads * p.group_heads, kMergeThreads, 0, stream>>>(p, splits);
-    check_cuda(cudaGetLastError(), "decode merge kernel launch");
+    check_cuda(launch_kernel(decode_merge_parallel_kernel, dim3(p.kv_heads * p.group_heads), dim3(kMergeThreads),
+                             stream, p.overlap_launches, p, splits),
+               "decode merge kernel launch");
     return;
   }
   with_decode_head_dim(p.head_dim, [&](auto d) { launch_split<decltype(d)::value>(p, splits, stream); });

@@ -73,6 +73,7 @@ __device__ void bf16_split(const DecodeLaunch& p, int split, int h, BlockHeads b
   const int hq0 = h * p.group_heads + block.base;
 
   // Every lane's query fragments (head g; rows past `heads` zero), the warps taking every fourth slice.
+  wait_for_previous_kernel();  // the rotated query
   const float* q = p.q + std::int64_t(hq0 + g) * D;
   for (int s = warp; s < L::kSlices; s += kDecodeWarps) {
     for (int j = 0; j < 2; ++j) {
@@ -148,6 +149,7 @@ __device__ void bf16_split(const DecodeLaunch& p, int split, int h, BlockHeads b
 template <int D>
 __global__ void __launch_bounds__(kThreads) decode_bf16_mma_kernel(DecodeLaunch p) {
   __shared__ __align__(16) Bf16Shared<D> sh;
+  allow_next_kernel();
   bf16_split<D>(p, p.int2_splits + int(blockIdx.x), int(blockIdx.y), block_heads(p), sh);
 }
 

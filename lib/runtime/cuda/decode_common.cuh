@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "runtime/cuda/dependent_launch.cuh"
 #include "runtime/cuda/kernels.h"
 
 // Device code compiled on the host (against tests/runtime_cuda/cuda_emulation.h) goes into an inline namespace:

@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_parallel_kernel(De
   __shared__ float slice_sum[kMergeThreads];
   __shared__ float o[kMaxHeadDim];
   __shared__ float scratch[kMergeThreads / 32];
+  wait_for_previous_kernel();  // the split kernel's partials
   const int d = p.head_dim;
   const int query_heads = p.kv_heads * p.group_heads;
   const int hq = blockIdx.x;

@@ -7,6 +7,7 @@
 
 #include "runtime/cuda/decode_bf16_mma_kernel.cuh"
 #include "runtime/cuda/decode_mma_kernel.cuh"
+#include "runtime/cuda/dependent_launch.cuh"
 #include "runtime/cuda/kernels.h"
 
 namespace oscar::runtime::gpu::detail {
@@ -59,8 +60,8 @@ void launch_decode_mma(const DecodeLaunch& p, void* stream_handle) {
                   unsigned(decode_head_launches(p.group_heads)));
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   with_mma_kernel(p.head_dim, p.k_group_size, int2, [&](auto kernel) {
-    kernel<<<grid, kThreads, 0, stream>>>(p);
-    check_cuda(cudaGetLastError(), "tensor-core decode kernel launch");
+    check_cuda(launch_kernel(kernel, grid, dim3(kThreads), stream, p.overlap_launches, p),
+               "tensor-core decode kernel launch");
   });
 }
 

@@ -177,7 +177,23 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
   const int heads = block.count;
   const int hq0 = h * p.group_heads + block.base;
+  auto chunk_begin = [&] { return std::int64_t(split) * p.int2_chunk; };
+  auto chunk_end = [&] { return min(p.int2_tokens, chunk_begin() + p.int2_chunk); };
 
+  // Each warp loads its next tile before working on the current one: two tiles of loads in flight per warp
+  // (one tile's are not enough to cover the memory latency at the occupancy these registers allow). Not with
+  // 4 or 8 groups, whose scales would not fit in the registers twice. The first tile's loads go out before the
+  // query is ready: the cache was written before the decode began, only the rotated query is the previous
+  // kernel's (wait_for_previous_kernel, dependent_launch.cuh).
+  constexpr int kStride = mma::kTileTokens * kDecodeWarps;
+  constexpr bool kPrefetch = NG <= 2;
+  TileLoad<D, NG> tile;
+  if constexpr (kPrefetch) {
+    const std::int64_t first = chunk_begin() + mma::kTileTokens * warp, end = chunk_end();
+    if (first < end) load_tile(p, first, end, h, g, r, tile);
+  }
+
+  wait_for_previous_kernel();
   prepare_queries<D>(p, hq0, heads, sh);
   __syncthreads();
 
@@ -198,9 +214,7 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
     q_group_sum[gi] = float(sum);
   }
   const float score_factor = sh.q_scale[g] * p.score_scale_log2;
-
-  const std::int64_t begin = std::int64_t(split) * p.int2_chunk;
-  const std::int64_t end = min(p.int2_tokens, begin + p.int2_chunk);
+  const std::int64_t begin = chunk_begin(), end = chunk_end();
 
   float m = kNegInf, l = 0.0f, value_factor = 1.0f;  // running max (base 2), lane's share of the sum, acc unit
   float acc[VL::kTiles][4];
@@ -210,15 +224,6 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
 #pragma unroll
   for (int gi = 0; gi < NG; ++gi) zero_sum[gi] = 0.0f;
 
-  // Each warp loads its next tile before working on the current one: two tiles of loads in flight per warp
-  // (one tile's are not enough to cover the memory latency at the occupancy these registers allow). Not with
-  // 4 or 8 groups, whose scales would not fit in the registers twice.
-  constexpr int kStride = mma::kTileTokens * kDecodeWarps;
-  constexpr bool kPrefetch = NG <= 2;
-  TileLoad<D, NG> tile;
-  if (kPrefetch && begin + mma::kTileTokens * warp < end) {
-    load_tile(p, begin + mma::kTileTokens * warp, end, h, g, r, tile);
-  }
   for (std::int64_t t0 = begin + mma::kTileTokens * warp; t0 < end; t0 += kStride) {
     TileLoad<D, NG> next;
     if (!kPrefetch) {
@@ -274,9 +279,9 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
     }
     largest_scale = quad_max(largest_scale);
     if (!(largest_scale > 0.0f)) largest_scale = 1.0f;
-    const float inverse_scale = __frcp_rn(largest_scale);  // one reciprocal per tile, no division
-    rescale_columns(acc, alpha, r, value_factor * inverse_scale);
+    rescale_columns(acc, alpha, r, value_factor / largest_scale);
     value_factor = largest_scale;
+    const float inverse_scale = 1.0f / largest_scale;
     std::uint32_t p_hi[NG][2], p_lo[NG][2];
 #pragma unroll
     for (int gi = 0; gi < NG; ++gi) {
@@ -341,6 +346,7 @@ inline constexpr int kMixedBlocksPerSm = D == 64 ? (NG == 2 ? 3 : 4) : D == 128 
 template <int D, int NG>
 __global__ void __launch_bounds__(kThreads, kMixedBlocksPerSm<D, NG>) decode_mixed_mma_kernel(DecodeLaunch p) {
   __shared__ __align__(16) MixedShared<D> sh;
+  allow_next_kernel();  // the merge may be scheduled; it waits for this grid's partials
   const int split = int(blockIdx.x), h = int(blockIdx.y);
   if (split < p.int2_splits) {
     int2_split<D, NG>(p, split, h, block_heads(p), sh.int2);

@@ -104,6 +104,9 @@ struct CudaCacheConfig {
   /// kTensorCores: INT2 splits sized to this many waves of the kernel's resident blocks (decode_plan.h; 1 unless
   /// a measurement says otherwise: bench_runtime_cuda times 1 to 4).
   int decode_waves = 1;
+  /// kTensorCores: the split kernel and the merge start while the kernel before each is finishing
+  /// (programmatic dependent launch, sm_90; a device that refuses it gets plain launches).
+  bool overlap_launches = true;
 
   /// Defaults for these dimensions (INT2 configs' head_dim and group size set to head_dim).
   static CudaCacheConfig make(int kv_heads, int head_dim, std::int64_t capacity);
@@ -157,6 +160,8 @@ class CudaMixedCache {
   void set_decode_kernel(DecodeKernel kernel);
   /// CudaCacheConfig::decode_waves for the following decodes (≥ 1).
   void set_decode_waves(int waves);
+  /// CudaCacheConfig::overlap_launches for the following decodes.
+  void set_overlap_launches(bool overlap);
   std::int64_t size() const;
   std::int64_t sink_size() const;
   std::int64_t int2_size() const;

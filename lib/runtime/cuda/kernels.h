@@ -137,6 +137,9 @@ struct DecodeLaunch {
   float* out = nullptr;
   /// Every split on tensor cores (launch_decode_mma), then the parallel merge.
   bool tensor_cores = false;
+  /// Tensor cores: the split kernel and the merge as programmatic dependent launches (dependent_launch.cuh),
+  /// each overlapping the tail of the kernel before it.
+  bool overlap_launches = false;
 };
 /// Calls launch(std::integral_constant<int, D>{}) for head_dim D ∈ {64, 128, 256}, the head dims the decode
 /// kernels are compiled for; throws std::invalid_argument for any other.

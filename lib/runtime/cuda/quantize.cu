@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "runtime/cuda/dependent_launch.cuh"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/quantize_row.cuh"
 
@@ -61,6 +62,8 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(QuantizeLaun
 
 __global__ void __launch_bounds__(kMaxHeadDim) rotate_kernel(RotateLaunch p) {
   __shared__ float x[kMaxHeadDim];
+  // A decode's split kernel (a dependent launch) may start its cache loads meanwhile; it waits for the query.
+  allow_next_kernel();
   const int d = p.head_dim;
   for (std::int64_t r = blockIdx.x; r < p.rows; r += gridDim.x) {
     for (int e = threadIdx.x; e < d; e += blockDim.x) x[e] = p.src[r * d + e];

@@ -578,11 +578,13 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   p.value_matrices = m.rotation_matrices;
   p.out = out;
   p.tensor_cores = tensor_cores;
+  p.overlap_launches = tensor_cores && c.overlap_launches;
   detail::launch_decode(p, stream);
 }
 
 const CudaCacheConfig& CudaMixedCache::config() const { return impl_->config; }
 void CudaMixedCache::set_decode_kernel(DecodeKernel kernel) { impl_->config.decode_kernel = kernel; }
+void CudaMixedCache::set_overlap_launches(bool overlap) { impl_->config.overlap_launches = overlap; }
 void CudaMixedCache::set_decode_waves(int waves) {
   CudaCacheConfig config = impl_->config;
   config.decode_waves = waves;

@@ -29,7 +29,8 @@ __device__ __forceinline__ void allow_next_kernel() {
 
 #if defined(__CUDACC__)
 /// kernel<<<grid, block, 0, stream>>>(args…), as a programmatic dependent launch when `overlap`. A device or
-/// driver that refuses the attribute gets the plain launch. Returns the launch's error code.
+/// driver that refuses the attribute (not supported, invalid value: errors that leave the context usable) gets
+/// the plain launch. Returns the launch's error code.
 template <class... Params, class... Args>
 cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, bool overlap,
                           Args&&... args) {
@@ -44,8 +45,9 @@ cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cuda
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = 1;
-    if (cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...) == cudaSuccess) return cudaSuccess;
-    (void)cudaGetLastError();  // not sticky: a refused attribute leaves the context usable
+    const cudaError_t error = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (error != cudaErrorNotSupported && error != cudaErrorInvalidValue) return error;
+    (void)cudaGetLastError();  // the refusal, so that the plain launch reports its own outcome
   }
   kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
   return cudaGetLastError();

@@ -528,6 +528,9 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   const std::size_t q_bytes = std::size_t(query_heads) * d * sizeof(float);
   if (m.query_rotated.bytes() < q_bytes) m.query_rotated = DeviceBuffer(q_bytes);
 
+  // A plain launch, always (also for the identity): the tensor-core split kernel after it is a dependent launch
+  // whose blocks read the cache before they wait (dependent_launch.cuh), which is safe only because this
+  // launch does not start before every earlier kernel on the stream (the appends) has finished.
   detail::RotateLaunch r;
   r.src = q;
   r.rows = query_heads;

@@ -177,8 +177,8 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, r = lane & 3;
   const int heads = block.count;
   const int hq0 = h * p.group_heads + block.base;
-  auto chunk_begin = [&] { return std::int64_t(split) * p.int2_chunk; };
-  auto chunk_end = [&] { return min(p.int2_tokens, chunk_begin() + p.int2_chunk); };
+  const std::int64_t begin = std::int64_t(split) * p.int2_chunk;
+  const std::int64_t end = min(p.int2_tokens, begin + p.int2_chunk);
 
   // Each warp loads its next tile before working on the current one: two tiles of loads in flight per warp
   // (one tile's are not enough to cover the memory latency at the occupancy these registers allow). Not with
@@ -189,7 +189,7 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
   constexpr bool kPrefetch = NG <= 2;
   TileLoad<D, NG> tile;
   if constexpr (kPrefetch) {
-    const std::int64_t first = chunk_begin() + mma::kTileTokens * warp, end = chunk_end();
+    const std::int64_t first = begin + mma::kTileTokens * warp;
     if (first < end) load_tile(p, first, end, h, g, r, tile);
   }
 
@@ -214,7 +214,6 @@ __device__ void int2_split(const DecodeLaunch& p, int split, int h, BlockHeads b
     q_group_sum[gi] = float(sum);
   }
   const float score_factor = sh.q_scale[g] * p.score_scale_log2;
-  const std::int64_t begin = chunk_begin(), end = chunk_end();
 
   float m = kNegInf, l = 0.0f, value_factor = 1.0f;  // running max (base 2), lane's share of the sum, acc unit
   float acc[VL::kTiles][4];
@@ -334,15 +333,15 @@ union MixedShared {
   Bf16Shared<D> bf16;
 };
 
-/// Every split of a mixed cache in one launch, grid (int2_splits + fp_splits, Hkv, head launches): blocks
-/// x < int2_splits take the INT2 segment, the others the bf16 sink and window. One launch instead of two: the
-/// short bf16 splits run beside the INT2 ones instead of after them, and one kernel boundary fewer per decode.
 /// Blocks per SM the registers are held to (65536 / (128 threads · blocks) registers a thread): as many as fit
 /// without spilling. Without a bound ptxas takes whatever helps its schedule, and one block fewer per SM is a
 /// third less memory traffic in flight. Two groups prefetch two tiles of scales: one block fewer.
 template <int D, int NG>
 inline constexpr int kMixedBlocksPerSm = D == 64 ? (NG == 2 ? 3 : 4) : D == 128 ? (NG == 2 ? 2 : 3) : 2;
 
+/// Every split of a mixed cache in one launch, grid (int2_splits + fp_splits, Hkv, head launches): blocks
+/// x < int2_splits take the INT2 segment, the others the bf16 sink and window. One launch instead of two: the
+/// short bf16 splits run beside the INT2 ones instead of after them, and one kernel boundary fewer per decode.
 template <int D, int NG>
 __global__ void __launch_bounds__(kThreads, kMixedBlocksPerSm<D, NG>) decode_mixed_mma_kernel(DecodeLaunch p) {
   __shared__ __align__(16) MixedShared<D> sh;

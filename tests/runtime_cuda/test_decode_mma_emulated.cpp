@@ -284,7 +284,8 @@ void check_case(const EmulatedCase& c, std::uint32_t seed, const Bf16Segment* fp
   p.int2_chunk = c.chunk;
   p.int2_splits = int((c.tokens + c.chunk - 1) / c.chunk);
   if (family == Family::kTensorCores) {
-    ASSERT_TRUE(detail::int2_mma_decode_supported(d, c.group_size, c.group_size, c.chunk));
+    ASSERT_TRUE(detail::int2_mma_decode_supported(d, c.group_size, c.group_size));
+    ASSERT_EQ(c.chunk % detail::mma::kTileTokens, 0);
   }
   const Bf16Pools fp_pools = make_bf16_pools(d, c.kv_heads, fp ? *fp : Bf16Segment{}, seed + 11);
   if (fp != nullptr) attach_bf16(p, fp_pools, *fp);

@@ -33,12 +33,10 @@ void with_mma_kernel(int head_dim, int group_size, bool int2, const Use& use) {
 
 }  // namespace
 
-bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size, std::int64_t int2_chunk) {
+bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size) {
   const int d = head_dim, g = key_group_size;
   const bool dims = d == 64 || d == 128 || d == 256;
-  const bool groups = (g == d || g == 64 || g == 32) && g <= d && value_group_size == g;
-  // Tiles of 16 tokens start at multiples of 16 within a chunk.
-  return dims && groups && int2_chunk > 0 && int2_chunk % mma::kTileTokens == 0;
+  return dims && (g == d || g == 64 || g == 32) && g <= d && value_group_size == g;
 }
 
 int decode_mma_blocks_per_sm(int head_dim, int group_size, bool int2) {
@@ -52,7 +50,9 @@ int decode_mma_blocks_per_sm(int head_dim, int group_size, bool int2) {
 
 void launch_decode_mma(const DecodeLaunch& p, void* stream_handle) {
   const bool int2 = p.int2_splits > 0;
-  if (int2 && !int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size, p.int2_chunk)) {
+  // Tiles of 16 tokens start at multiples of 16 within a chunk.
+  const bool whole_tiles = p.int2_chunk > 0 && p.int2_chunk % mma::kTileTokens == 0;
+  if (int2 && !(int2_mma_decode_supported(p.head_dim, p.k_group_size, p.v_group_size) && whole_tiles)) {
     throw std::invalid_argument("tensor-core decode: unsupported head_dim, groups or chunk");
   }
   if (p.int2_splits + p.fp_splits <= 0) throw std::invalid_argument("tensor-core decode: no splits");

@@ -95,7 +95,7 @@ inline constexpr std::int64_t kFastDividerLimit = std::int64_t(1) << 31;
 
 inline constexpr int kDecodeWarps = 4;
 inline constexpr int kDecodeThreads = kDecodeWarps * 32;  ///< threads of a split kernel's block
-inline constexpr int kDecodeMaxGroupHeads = 8;  ///< query heads per launch and KV head (more: several launches)
+inline constexpr int kDecodeMaxGroupHeads = 8;  ///< query heads per block (more: several launches or grid.z)
 
 struct DecodeLaunch {
   int head_dim = 0;
@@ -171,8 +171,8 @@ void for_each_head_launch(int group_heads, const Launch& launch) {
 /// then the merge kernel.
 void launch_decode(const DecodeLaunch& p, void* stream);
 /// Whether the tensor-core kernel can take INT2 splits of this geometry: d 64, 128 or 256, the same group size
-/// (d, 64 or 32) for keys and values, chunks of whole 16-token tiles.
-bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size, std::int64_t int2_chunk);
+/// (d, 64 or 32) for keys and values. Its INT2 chunks are whole 16-token tiles (decode_plan.h makes them so).
+bool int2_mma_decode_supported(int head_dim, int key_group_size, int value_group_size);
 /// Every split (INT2, then bf16) in one launch of a tensor-core kernel (decode_mma.cu); the INT2 splits need
 /// int2_mma_decode_supported. Partials as the CUDA-core kernels'.
 void launch_decode_mma(const DecodeLaunch& p, void* stream);

@@ -512,8 +512,7 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   // Tensor cores take every split when asked for and the INT2 geometry allows, in one wave (decode_plan.h).
   const bool tensor_cores =
       c.decode_kernel == DecodeKernel::kTensorCores &&
-      (n2 == 0 || detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size,
-                                                    detail::mma::kTileTokens));
+      (n2 == 0 || detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size));
   const detail::DecodeSplitPlan plan = tensor_cores ? m.plan_mma_splits(n2, nfp, group_heads) : m.plan_splits(n2, nfp);
   const std::int64_t chunk = plan.int2_chunk, fp_chunk = plan.fp_chunk;
   const int int2_splits = plan.int2_splits, fp_splits = plan.fp_splits;

@@ -3,8 +3,8 @@
 // decode_bf16_mma_kernel.cuh) and the CUDA-core one (decode_split_kernel.cuh), on INT2 page pools and bf16
 // sinks and rings built here, merged here by log-sum-exp, and compared with dense attention (in double) over
 // the rows as the CPU runtime's reference dequantises them. Runs on any machine: what CI can check of the
-// kernels without a GPU (the GPU tests in test_cuda_runtime.cpp check them on the device). Likewise both merge
-// kernels (decode_merge.cuh) against the log-sum-exp formula.
+// kernels without a GPU (the GPU tests in test_cuda_runtime.cpp check them on the device). Likewise the merge
+// kernel (decode_merge.cuh) against the log-sum-exp formula.
 #include "cuda_emulation.h"  // first: the CUDA built-ins for the kernel headers
 #include "runtime/cuda/decode_bf16_mma_kernel.cuh"
 #include "runtime/cuda/decode_merge.cuh"
@@ -395,7 +395,7 @@ TEST(DecodeMmaEmulated, Bf16FullPrecisionOnlyHeadDim256TwelveQueryHeads) {
 
 // ---- Merges ------------------------------------------------------------------------------------------------------
 
-/// Both merge kernels on random partials (some splits empty: m = −inf) against the formula in double:
+/// The merge kernel on random partials (some splits empty: m = −inf) against the formula in double:
 /// y = R·(Σ_s acc_s·2^(m_s−M) / Σ_s l_s·2^(m_s−M)), R per layer or per KV head.
 void check_merges(int d, int kv_heads, int group_heads, int splits, int matrices, std::uint32_t seed) {
   const int query_heads = kv_heads * group_heads;
@@ -432,28 +432,21 @@ void check_merges(int d, int kv_heads, int group_heads, int splits, int matrices
       want[std::size_t(hq) * d + std::size_t(j)] = y;
     }
   }
-  for (int parallel = 0; parallel < 2; ++parallel) {
-    std::vector<float> out(want.size(), NAN);
-    p.out = out.data();
-    if (parallel) {
-      cuda_emulation::launch({unsigned(query_heads), 1, 1}, detail::merge::kMergeThreads,
-                             [&] { detail::merge::decode_merge_parallel_kernel(p, splits); });
-    } else {
-      cuda_emulation::launch({unsigned(query_heads), 1, 1}, detail::kMaxHeadDim,
-                             [&] { detail::merge::decode_merge_kernel(p, splits); });
-    }
-    double worst = 0.0, biggest = 0.0;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(out[i])) << (parallel ? "parallel" : "serial") << " merge, element " << i;
-      worst = std::max(worst, std::fabs(double(out[i]) - want[i]));
-      biggest = std::max(biggest, std::fabs(want[i]));
-    }
-    EXPECT_LE(worst, 1e-5 * biggest) << (parallel ? "parallel" : "serial") << " merge, d " << d << ", " << splits
-                                     << " splits: max |kernel − formula| " << worst << ", max " << biggest;
+  std::vector<float> out(want.size(), NAN);
+  p.out = out.data();
+  cuda_emulation::launch({unsigned(query_heads), 1, 1}, detail::merge::kMergeThreads,
+                         [&] { detail::merge::decode_merge_kernel(p, splits); });
+  double worst = 0.0, biggest = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(out[i])) << "element " << i;
+    worst = std::max(worst, std::fabs(double(out[i]) - want[i]));
+    biggest = std::max(biggest, std::fabs(want[i]));
   }
+  EXPECT_LE(worst, 1e-5 * biggest) << "d " << d << ", " << splits << " splits: max |kernel − formula| " << worst
+                                   << ", max " << biggest;
 }
 
-TEST(DecodeMergeEmulated, BothMergesEqualTheFormula) {
+TEST(DecodeMergeEmulated, MergeEqualsTheFormula) {
   check_merges(128, 2, 3, 37, 1, 11u);
   check_merges(64, 1, 2, 5, 0, 12u);
   check_merges(256, 2, 1, 3, 2, 13u);

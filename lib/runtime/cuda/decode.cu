@@ -17,7 +17,6 @@ namespace {
 using cuda_core_decode::decode_split_kernel;
 using cuda_core_decode::kThreads;
 using merge::decode_merge_kernel;
-using merge::decode_merge_parallel_kernel;
 using merge::kMergeThreads;
 
 template <int D>
@@ -36,14 +35,12 @@ void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const int splits = p.int2_splits + p.fp_splits;
   if (p.tensor_cores) {
     launch_decode_mma(p, stream);
-    check_cuda(launch_kernel(decode_merge_parallel_kernel, dim3(p.kv_heads * p.group_heads), dim3(kMergeThreads),
-                             stream, p.overlap_launches, p, splits),
-               "decode merge kernel launch");
-    return;
+  } else {
+    with_decode_head_dim(p.head_dim, [&](auto d) { launch_split<decltype(d)::value>(p, splits, stream); });
   }
-  with_decode_head_dim(p.head_dim, [&](auto d) { launch_split<decltype(d)::value>(p, splits, stream); });
-  decode_merge_kernel<<<p.kv_heads * p.group_heads, kMaxHeadDim, 0, stream>>>(p, splits);
-  check_cuda(cudaGetLastError(), "decode merge kernel launch");
+  check_cuda(launch_kernel(decode_merge_kernel, dim3(p.kv_heads * p.group_heads), dim3(kMergeThreads), stream,
+                           p.overlap_launches, p, splits),
+             "decode merge kernel launch");
 }
 
 }  // namespace oscar::runtime::gpu::detail

@@ -1,6 +1,6 @@
-// The log-sum-exp merges of the split decode kernels' partials (launched by decode.cu): one block per query
-// head combines the splits' (m, l, acc) in base 2, divides, and multiplies by R_Vᵀ. A header so that the tests
-// can also run it on the host (tests/runtime_cuda/cuda_emulation.h), like the tensor-core split kernel.
+// The log-sum-exp merge of the split decode kernels' partials (launched by decode.cu): one block per query head
+// combines the splits' (m, l, acc) in base 2, divides, and multiplies by R_Vᵀ. A header so that the tests can
+// also run it on the host (tests/runtime_cuda/cuda_emulation.h), like the split kernels.
 #pragma once
 
 #if defined(__CUDACC__)
@@ -55,35 +55,11 @@ __device__ float merge_block_reduce(float v, float* scratch) {
   return r;
 }
 
-__global__ void __launch_bounds__(kMaxHeadDim) decode_merge_kernel(DecodeLaunch p, int splits) {
-  __shared__ float o[kMaxHeadDim];
-  const int d = p.head_dim;
-  const int query_heads = p.kv_heads * p.group_heads;
-  const int hq = blockIdx.x;
-  float big = kNegInf;
-  for (int s = 0; s < splits; ++s) big = fmaxf(big, p.part_m[std::int64_t(s) * query_heads + hq]);
-  float total = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float ms = p.part_m[std::int64_t(s) * query_heads + hq];
-    if (ms != kNegInf) total += p.part_l[std::int64_t(s) * query_heads + hq] * exp2f(ms - big);
-  }
-  for (int e = threadIdx.x; e < d; e += blockDim.x) {
-    float a = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = p.part_m[std::int64_t(s) * query_heads + hq];
-      if (ms != kNegInf) a += p.part_acc[(std::int64_t(s) * query_heads + hq) * d + e] * exp2f(ms - big);
-    }
-    o[e] = a / total;
-  }
-  __syncthreads();
-  write_merged_output(p, hq, o);
-}
-
-// The merge for the tensor-core path (not yet measured on a GPU, hence not the default): the partials are read
-// with loads that do not wait on each other: the max and the normaliser are block reductions over the splits,
-// and the kMergeThreads / d slices of the block each sum every slices-th split's acc for all d elements. The
-// merge above walks the splits one after another per element; on an H200 it took 89 of 353 µs at 128K tokens.
-__global__ void __launch_bounds__(kMergeThreads) decode_merge_parallel_kernel(DecodeLaunch p, int splits) {
+// The merge of both kernel families. The partials are read with loads that do not wait on each other: the max
+// and the normaliser are block reductions over the splits, and the kMergeThreads / d slices of the block each
+// sum every slices-th split's acc for all d elements. (The first merge walked the splits one after another per
+// element, each load waiting on the one before: on an H200 it took 89 of 353 µs at 128K tokens.)
+__global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(DecodeLaunch p, int splits) {
   __shared__ float weight[kMergeTile];
   __shared__ float slice_sum[kMergeThreads];
   __shared__ float o[kMaxHeadDim];

@@ -83,10 +83,10 @@ void rotate_rows(const float* rows, std::int64_t count, int head_dim, const floa
                  bool transpose, float* out, Stream stream = nullptr);
 
 /// Which split kernels decode. kTensorCores (decode_mma.cu): the INT2 segment by the format's algebra on raw
-/// codes (integer MMAs for the scores, half-precision MMAs for the values), the bf16 segments by bf16 MMAs, then
-/// a merge that reads the splits' partials in parallel; it needs the same group size for keys and values when
-/// there are INT2 tokens (otherwise the CUDA-core kernels run). Both are within float32 rounding of dense
-/// attention; kCudaCores is the default until kTensorCores has been measured on a GPU.
+/// codes (integer MMAs for the scores, half-precision MMAs for the values), the bf16 segments by bf16 MMAs, all
+/// splits in one wave of one launch; it needs the same group size for keys and values when there are INT2
+/// tokens (otherwise the CUDA-core kernels run). The same merge follows either. Both are within float32
+/// rounding of dense attention; kCudaCores is the default until kTensorCores has been measured on a GPU.
 enum class DecodeKernel : std::uint8_t { kCudaCores, kTensorCores };
 
 /// The GPU mixed cache's configuration: the fields of runtime::MixedCacheConfig it supports (bfloat16

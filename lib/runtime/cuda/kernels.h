@@ -135,7 +135,7 @@ struct DecodeLaunch {
   const float* value_rotation = nullptr;  ///< [matrices, d, d] or nullptr
   int value_matrices = 1;
   float* out = nullptr;
-  /// Every split on tensor cores (launch_decode_mma), then the parallel merge.
+  /// Every split on tensor cores (launch_decode_mma); else on CUDA cores (decode_split_kernel.cuh).
   bool tensor_cores = false;
   /// Tensor cores: the split kernel and the merge as programmatic dependent launches (dependent_launch.cuh),
   /// each overlapping the tail of the kernel before it.

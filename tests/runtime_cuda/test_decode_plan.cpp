@@ -22,7 +22,7 @@ void check_plan(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per
   SCOPED_TRACE(testing::Message() << int2_tokens << " INT2 + " << fp_tokens << " bf16 tokens, " << blocks_per_split
                                   << " blocks per split, " << resident_blocks << " resident");
   const detail::DecodeSplitPlan plan =
-      detail::plan_mma_decode_splits(int2_tokens, fp_tokens, blocks_per_split, resident_blocks);
+      detail::plan_decode_splits(int2_tokens, fp_tokens, blocks_per_split, resident_blocks);
   // Coverage: the last split of each segment holds at least one token, and together they hold all.
   EXPECT_GT(plan.fp_chunk, 0);
   EXPECT_EQ(plan.fp_splits, (fp_tokens + plan.fp_chunk - 1) / plan.fp_chunk);
@@ -61,7 +61,7 @@ void check_plan(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per
 
 TEST(DecodePlan, H200At128KIsOneWave) {
   // Hq 32, Hkv 8, d 128: one head launch, 3 blocks of the mixed kernel per SM, 132 SMs; S0 64 + W 256.
-  const detail::DecodeSplitPlan plan = detail::plan_mma_decode_splits(131072 - 320, 320, 8, 3 * 132);
+  const detail::DecodeSplitPlan plan = detail::plan_decode_splits(131072 - 320, 320, 8, 3 * 132);
   EXPECT_EQ(plan.fp_chunk, 128);
   EXPECT_EQ(plan.fp_splits, 3);
   // 396 / 8 = 49 splits in the wave, 3 of them bf16: ⌈130752 / 46⌉ = 2843 tokens, rounded up to whole tiles 2848,
@@ -73,7 +73,7 @@ TEST(DecodePlan, H200At128KIsOneWave) {
 
 // A long window with many KV heads (Hkv 32, S0 64 + W 4096) still leaves the INT2 segment most of the wave.
 TEST(DecodePlan, LongWindowKeepsTheInt2SegmentSplit) {
-  const detail::DecodeSplitPlan plan = detail::plan_mma_decode_splits(131072 - 4160, 4160, 32, 3 * 132);
+  const detail::DecodeSplitPlan plan = detail::plan_decode_splits(131072 - 4160, 4160, 32, 3 * 132);
   // 396 / 32 = 12 splits in the wave: 3 bf16 (⌈4160 / 3⌉ = 1387 tokens each), 9 INT2.
   EXPECT_EQ(plan.fp_splits, 3);
   EXPECT_EQ(plan.int2_splits, 9);

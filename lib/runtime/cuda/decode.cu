@@ -30,6 +30,16 @@ void launch_split(const DecodeLaunch& p, int splits, cudaStream_t stream) {
 
 }  // namespace
 
+int decode_split_blocks_per_sm(int head_dim) {
+  int blocks = 0;
+  with_decode_head_dim(head_dim, [&](auto d) {
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, decode_split_kernel<decltype(d)::value>,
+                                                             kThreads, 0),
+               "decode split kernel occupancy");
+  });
+  return blocks;
+}
+
 void launch_decode(const DecodeLaunch& p, void* stream_handle) {
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_handle);
   const int splits = p.int2_splits + p.fp_splits;

@@ -1,11 +1,12 @@
-// How a tensor-core decode splits the cache among blocks (plain C++: the tests check it without a GPU).
+// How a decode splits the cache among blocks, for either kernel family (plain C++: the tests check it without
+// a GPU).
 //
 // Why one wave: decode at batch 1 streams the cache once, so the time is the bytes over the bandwidth the
 // resident blocks draw, plus what each block spends outside the stream (the query fragments, the combination
 // of its warps, its partial) and the merge over the splits. As many blocks as fit on the device at once, each
 // with an equal share of the INT2 tokens, keep every SM streaming until the end without a partly filled last
-// wave (the CUDA-core sizing, 8 blocks per SM for 3 resident, ran 2.6 waves at 128K) and make the fewest
-// partials for the merge to read. The bf16 splits of a mixed cache (sink and window, a few hundred tokens) take
+// wave (the first sizing, 8 blocks per SM for 3 resident, ran 2.6 waves at 128K) and make the fewest partials
+// for the merge to read. The bf16 splits of a mixed cache (sink and window, a few hundred tokens) take
 // their slots in the same wave.
 #pragma once
 
@@ -28,7 +29,7 @@ inline constexpr std::int64_t kMinFpChunk = 128;    ///< 2 tiles per warp
 
 /// Splits of `int2_tokens` INT2 and `fp_tokens` bf16 tokens for a grid whose every split is `blocks_per_split`
 /// blocks (KV heads × head launches), on a device that holds `resident_blocks` of them at once.
-inline DecodeSplitPlan plan_mma_decode_splits(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per_split,
+inline DecodeSplitPlan plan_decode_splits(std::int64_t int2_tokens, std::int64_t fp_tokens, int blocks_per_split,
                                               int resident_blocks) {
   auto divide_up = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
   const std::int64_t splits_in_wave = std::max<std::int64_t>(1, resident_blocks / std::max(blocks_per_split, 1));

@@ -101,8 +101,8 @@ struct CudaCacheConfig {
   Int2Config key_int2{128, 128, int2_format::kDefaultKeyClipRatio, ScaleType::kFloat32, Encoding::kMinMax};
   Int2Config value_int2{128, 128, int2_format::kDefaultValueClipRatio, ScaleType::kFloat32, Encoding::kMinMax};
   DecodeKernel decode_kernel = DecodeKernel::kCudaCores;
-  /// kTensorCores: INT2 splits sized to this many waves of the kernel's resident blocks (decode_plan.h; 1 unless
-  /// a measurement says otherwise: bench_runtime_cuda times 1 to 4).
+  /// Splits sized to this many waves of the split kernel's resident blocks (decode_plan.h; 1 unless a
+  /// measurement says otherwise: bench_runtime_cuda times 1 to 4 with tensor cores).
   int decode_waves = 1;
   /// kTensorCores: the split kernel and the merge start while the kernel before each is finishing
   /// (programmatic dependent launch, sm_90; a device that refuses it gets plain launches).

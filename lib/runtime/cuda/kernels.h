@@ -179,5 +179,7 @@ void launch_decode_mma(const DecodeLaunch& p, void* stream);
 /// How many blocks of the tensor-core split kernel for this geometry (with INT2 splits, or bf16 only) fit on one
 /// multiprocessor of the current device.
 int decode_mma_blocks_per_sm(int head_dim, int group_size, bool int2);
+/// Likewise for the CUDA-core split kernel.
+int decode_split_blocks_per_sm(int head_dim);
 
 }  // namespace oscar::runtime::gpu::detail

@@ -282,7 +282,8 @@ struct CudaMixedCache::Impl {
   DeviceBuffer query_rotated, partials;
   std::int64_t partial_floats = 0;
   int sm_count = 0;
-  int mma_blocks_per_sm[2] = {0, 0};  // tensor-core kernel occupancy, [bf16 only, with INT2]; 0: not asked yet
+  // Split kernels' occupancy: [CUDA cores, tensor cores bf16 only, tensor cores with INT2]; 0: not asked yet.
+  int blocks_per_sm[3] = {0, 0, 0};
   int last_splits = 0;
 
   std::int64_t row_bytes_fp() const { return std::int64_t(config.kv_heads) * config.head_dim * 2; }
@@ -293,25 +294,21 @@ struct CudaMixedCache::Impl {
     return b.bytes() > 0 ? b.as<float>() : nullptr;
   }
 
-  /// CUDA cores: about 8 blocks per SM over all KV heads, chunks of whole 128-token warp rounds, at least 256,
-  /// the same for both segments.
-  detail::DecodeSplitPlan plan_splits(std::int64_t int2_tokens, std::int64_t fp_tokens) const {
-    const std::int64_t target = std::max<std::int64_t>(1, std::int64_t(8) * std::max(sm_count, 1) / config.kv_heads);
-    std::int64_t chunk = (int2_tokens + fp_tokens + target - 1) / target;
-    chunk = std::max<std::int64_t>(256, (chunk + 127) / 128 * 128);
-    return {chunk, int((int2_tokens + chunk - 1) / chunk), chunk, int((fp_tokens + chunk - 1) / chunk)};
-  }
-
-  /// Tensor cores: decode_waves waves of the kernel's resident blocks (its occupancy asked once per kernel).
-  detail::DecodeSplitPlan plan_mma_splits(std::int64_t int2_tokens, std::int64_t fp_tokens, int group_heads) {
+  /// decode_waves waves of the split kernel's resident blocks (decode_plan.h; its occupancy asked once). The
+  /// CUDA-core kernel launches once per run of ≤ 8 query heads, the tensor-core ones take the runs as grid.z.
+  detail::DecodeSplitPlan plan_splits(std::int64_t int2_tokens, std::int64_t fp_tokens, int group_heads,
+                                      bool tensor_cores) {
     const bool with_int2 = int2_tokens > 0;
-    int& per_sm = mma_blocks_per_sm[with_int2 ? 1 : 0];
+    int& per_sm = blocks_per_sm[tensor_cores ? (with_int2 ? 2 : 1) : 0];
     if (per_sm == 0) {
-      per_sm = std::max(1, detail::decode_mma_blocks_per_sm(config.head_dim, config.key_int2.group_size, with_int2));
+      const int asked = tensor_cores
+                            ? detail::decode_mma_blocks_per_sm(config.head_dim, config.key_int2.group_size, with_int2)
+                            : detail::decode_split_blocks_per_sm(config.head_dim);
+      per_sm = std::max(1, asked);
     }
-    return detail::plan_mma_decode_splits(int2_tokens, fp_tokens,
-                                          config.kv_heads * detail::decode_head_launches(group_heads),
-                                          per_sm * std::max(sm_count, 1) * config.decode_waves);
+    const int blocks_per_split = config.kv_heads * (tensor_cores ? detail::decode_head_launches(group_heads) : 1);
+    return detail::plan_decode_splits(int2_tokens, fp_tokens, blocks_per_split,
+                                      per_sm * std::max(sm_count, 1) * config.decode_waves);
   }
 
   void quantize(int kind, const detail::QuantizeLaunch& base) {
@@ -509,11 +506,11 @@ void CudaMixedCache::decode_device(const float* q, int query_heads, float* out, 
   if (n2 >= detail::kFastDividerLimit) throw std::length_error("CUDA decode: 2^31 INT2 tokens or more");
   const int group_heads = query_heads / c.kv_heads;
 
-  // Tensor cores take every split when asked for and the INT2 geometry allows, in one wave (decode_plan.h).
+  // Tensor cores take every split when asked for and the INT2 geometry allows; either way one wave of blocks.
   const bool tensor_cores =
       c.decode_kernel == DecodeKernel::kTensorCores &&
       (n2 == 0 || detail::int2_mma_decode_supported(d, c.key_int2.group_size, c.value_int2.group_size));
-  const detail::DecodeSplitPlan plan = tensor_cores ? m.plan_mma_splits(n2, nfp, group_heads) : m.plan_splits(n2, nfp);
+  const detail::DecodeSplitPlan plan = m.plan_splits(n2, nfp, group_heads, tensor_cores);
   const std::int64_t chunk = plan.int2_chunk, fp_chunk = plan.fp_chunk;
   const int int2_splits = plan.int2_splits, fp_splits = plan.fp_splits;
   const int splits = int2_splits + fp_splits;

@@ -156,6 +156,21 @@ struct Lanes {
   static void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 };
 
+/// Calls visit(row, j) for the INT2 rows of `kind` in pages page_begin … page_end − 1 of a KV head, j counting
+/// them from 0, and asks for each next page while the current one is visited (prefetch_int2_page).
+template <class Visit>
+void for_each_int2_row(const MixedKvCache& cache, KvKind kind, int head, int page_begin, int page_end,
+                       const Visit& visit) {
+  const Int2Config& c = cache.int2_config(kind);
+  int j = 0;
+  for (int p = page_begin; p < page_end; ++p) {
+    if (p + 1 < page_end) prefetch_int2_page(cache, kind, head, p + 1);
+    const ConstInt2Rows page = cache.int2_page(kind, head, p);
+    const int rows = cache.int2_page_rows(p);
+    for (int r = 0; r < rows; ++r, ++j) visit(offset_row(page, c, r), j);
+  }
+}
+
 /// scores[a·n + j] = q_a·k̂_j for the item's INT2 rows (q already scaled): with T_lo/T_hi the sums of q over
 /// the codes of each half and Q_half = Σ q over the half, q·k̂ = s0·(T_lo − z0·Q_lo) + s1·(T_hi − z1·Q_hi).
 template <int A>
@@ -184,36 +199,29 @@ void nibble_scores(const MixedKvCache& cache, int head, int page_begin, int page
     }
   }
   const float* tab = table.data();
-  int j = 0;
-  for (int p = page_begin; p < page_end; ++p) {
-    if (p + 1 < page_end) prefetch_int2_page(cache, KvKind::kKey, head, p + 1);
-    const ConstInt2Rows page = cache.int2_page(KvKind::kKey, head, p);
-    const int rows = cache.int2_page_rows(p);
-    for (int r = 0; r < rows; ++r, ++j) {
-      const ConstInt2Rows row = offset_row(page, c, r);
-      const std::uint8_t* codes = row.codes;
-      // Two interleaved partial sums per half (even and odd i), combined in a fixed order.
-      Vec lo0 = {}, lo1 = {}, hi0 = {}, hi1 = {};
-      int i = 0;
-      for (; i + 2 <= quarter; i += 2) {
-        const unsigned b0 = codes[i], b1 = codes[i + 1];
-        lo0 += L::load(tab + ((std::size_t(i) * 2) * 16 + (b0 & 15u)) * A);
-        hi0 += L::load(tab + ((std::size_t(i) * 2 + 1) * 16 + (b0 >> 4)) * A);
-        lo1 += L::load(tab + ((std::size_t(i + 1) * 2) * 16 + (b1 & 15u)) * A);
-        hi1 += L::load(tab + ((std::size_t(i + 1) * 2 + 1) * 16 + (b1 >> 4)) * A);
-      }
-      if (i < quarter) {
-        const unsigned b0 = codes[i];
-        lo0 += L::load(tab + ((std::size_t(i) * 2) * 16 + (b0 & 15u)) * A);
-        hi0 += L::load(tab + ((std::size_t(i) * 2 + 1) * 16 + (b0 >> 4)) * A);
-      }
-      const Vec lo = lo0 + lo1, hi = hi0 + hi1;
-      const HalfParams hp = half_params(row, c);
-      for (int a = 0; a < A; ++a) {
-        scores[std::size_t(a) * n + j] = hp.s0 * (lo[a] - hp.z0 * q_half[0][a]) + hp.s1 * (hi[a] - hp.z1 * q_half[1][a]);
-      }
+  for_each_int2_row(cache, KvKind::kKey, head, page_begin, page_end, [&](const ConstInt2Rows& row, int j) {
+    const std::uint8_t* codes = row.codes;
+    // Two interleaved partial sums per half (even and odd i), combined in a fixed order.
+    Vec lo0 = {}, lo1 = {}, hi0 = {}, hi1 = {};
+    int i = 0;
+    for (; i + 2 <= quarter; i += 2) {
+      const unsigned b0 = codes[i], b1 = codes[i + 1];
+      lo0 += L::load(tab + ((std::size_t(i) * 2) * 16 + (b0 & 15u)) * A);
+      hi0 += L::load(tab + ((std::size_t(i) * 2 + 1) * 16 + (b0 >> 4)) * A);
+      lo1 += L::load(tab + ((std::size_t(i + 1) * 2) * 16 + (b1 & 15u)) * A);
+      hi1 += L::load(tab + ((std::size_t(i + 1) * 2 + 1) * 16 + (b1 >> 4)) * A);
     }
-  }
+    if (i < quarter) {
+      const unsigned b0 = codes[i];
+      lo0 += L::load(tab + ((std::size_t(i) * 2) * 16 + (b0 & 15u)) * A);
+      hi0 += L::load(tab + ((std::size_t(i) * 2 + 1) * 16 + (b0 >> 4)) * A);
+    }
+    const Vec lo = lo0 + lo1, hi = hi0 + hi1;
+    const HalfParams hp = half_params(row, c);
+    for (int a = 0; a < A; ++a) {
+      scores[std::size_t(a) * n + j] = hp.s0 * (lo[a] - hp.z0 * q_half[0][a]) + hp.s1 * (hi[a] - hp.z1 * q_half[1][a]);
+    }
+  });
 }
 
 /// acc[a·stride + e] = Σ_j p[a·n + j]·v̂_j[e]: the weights w = p·s of each row are added to the table entry of
@@ -228,29 +236,22 @@ void nibble_values(const MixedKvCache& cache, int head, int page_begin, int page
   std::vector<float> table(std::size_t(quarter) * 32 * A, 0.0f);
   float* tab = table.data();
   Vec zero_sum0 = {}, zero_sum1 = {};
-  int j = 0;
-  for (int p = page_begin; p < page_end; ++p) {
-    if (p + 1 < page_end) prefetch_int2_page(cache, KvKind::kValue, head, p + 1);
-    const ConstInt2Rows page = cache.int2_page(KvKind::kValue, head, p);
-    const int rows = cache.int2_page_rows(p);
-    for (int r = 0; r < rows; ++r, ++j) {
-      const ConstInt2Rows row = offset_row(page, c, r);
-      const std::uint8_t* codes = row.codes;
-      const HalfParams hp = half_params(row, c);
-      Vec weight;
-      for (int a = 0; a < A; ++a) weight[a] = p_all[std::size_t(a) * n + j];
-      const Vec w0 = weight * hp.s0, w1 = weight * hp.s1;
-      zero_sum0 += w0 * hp.z0;
-      zero_sum1 += w1 * hp.z1;
-      for (int i = 0; i < quarter; ++i) {
-        const unsigned byte = codes[i];
-        float* tl = tab + ((std::size_t(i) * 2) * 16 + (byte & 15u)) * A;
-        float* th = tab + ((std::size_t(i) * 2 + 1) * 16 + (byte >> 4)) * A;
-        L::store(tl, L::load(tl) + w0);
-        L::store(th, L::load(th) + w1);
-      }
+  for_each_int2_row(cache, KvKind::kValue, head, page_begin, page_end, [&](const ConstInt2Rows& row, int j) {
+    const std::uint8_t* codes = row.codes;
+    const HalfParams hp = half_params(row, c);
+    Vec weight;
+    for (int a = 0; a < A; ++a) weight[a] = p_all[std::size_t(a) * n + j];
+    const Vec w0 = weight * hp.s0, w1 = weight * hp.s1;
+    zero_sum0 += w0 * hp.z0;
+    zero_sum1 += w1 * hp.z1;
+    for (int i = 0; i < quarter; ++i) {
+      const unsigned byte = codes[i];
+      float* tl = tab + ((std::size_t(i) * 2) * 16 + (byte & 15u)) * A;
+      float* th = tab + ((std::size_t(i) * 2 + 1) * 16 + (byte >> 4)) * A;
+      L::store(tl, L::load(tl) + w0);
+      L::store(th, L::load(th) + w1);
     }
-  }
+  });
   for (int a = 0; a < A; ++a) {
     float* out = acc + std::size_t(a) * stride;
     const float zero_sum[2] = {zero_sum0[a], zero_sum1[a]};
@@ -301,29 +302,22 @@ void byte_scores(const MixedKvCache& cache, int head, int page_begin, int page_e
     }
   }
   const float* tab = table.data();
-  int j = 0;
-  for (int p = page_begin; p < page_end; ++p) {
-    if (p + 1 < page_end) prefetch_int2_page(cache, KvKind::kKey, head, p + 1);
-    const ConstInt2Rows page = cache.int2_page(KvKind::kKey, head, p);
-    const int rows = cache.int2_page_rows(p);
-    for (int r = 0; r < rows; ++r, ++j) {
-      const ConstInt2Rows row = offset_row(page, c, r);
-      const std::uint8_t* codes = row.codes;
-      // Four interleaved partial sums, combined in a fixed order.
-      Vec t0 = {}, t1 = {}, t2 = {}, t3 = {};
-      int i = 0;
-      for (; i + 4 <= quarter; i += 4) {
-        t0 += L::load(tab + (std::size_t(i) * 256 + codes[i]) * A);
-        t1 += L::load(tab + (std::size_t(i + 1) * 256 + codes[i + 1]) * A);
-        t2 += L::load(tab + (std::size_t(i + 2) * 256 + codes[i + 2]) * A);
-        t3 += L::load(tab + (std::size_t(i + 3) * 256 + codes[i + 3]) * A);
-      }
-      for (; i < quarter; ++i) t0 += L::load(tab + (std::size_t(i) * 256 + codes[i]) * A);
-      const Vec total = (t0 + t1) + (t2 + t3);
-      const float scale = param_at(row.scales, 0, c.scale_type), zero = param_at(row.zeros, 0, c.scale_type);
-      for (int a = 0; a < A; ++a) scores[std::size_t(a) * n + j] = scale * (total[a] - zero * q_sum[a]);
+  for_each_int2_row(cache, KvKind::kKey, head, page_begin, page_end, [&](const ConstInt2Rows& row, int j) {
+    const std::uint8_t* codes = row.codes;
+    // Four interleaved partial sums, combined in a fixed order.
+    Vec t0 = {}, t1 = {}, t2 = {}, t3 = {};
+    int i = 0;
+    for (; i + 4 <= quarter; i += 4) {
+      t0 += L::load(tab + (std::size_t(i) * 256 + codes[i]) * A);
+      t1 += L::load(tab + (std::size_t(i + 1) * 256 + codes[i + 1]) * A);
+      t2 += L::load(tab + (std::size_t(i + 2) * 256 + codes[i + 2]) * A);
+      t3 += L::load(tab + (std::size_t(i + 3) * 256 + codes[i + 3]) * A);
     }
-  }
+    for (; i < quarter; ++i) t0 += L::load(tab + (std::size_t(i) * 256 + codes[i]) * A);
+    const Vec total = (t0 + t1) + (t2 + t3);
+    const float scale = param_at(row.scales, 0, c.scale_type), zero = param_at(row.zeros, 0, c.scale_type);
+    for (int a = 0; a < A; ++a) scores[std::size_t(a) * n + j] = scale * (total[a] - zero * q_sum[a]);
+  });
 }
 
 template <int A>
@@ -336,25 +330,18 @@ void byte_values(const MixedKvCache& cache, int head, int page_begin, int page_e
   std::vector<float> table(std::size_t(quarter) * 256 * A, 0.0f);
   float* tab = table.data();
   Vec zero_sum = {};
-  int j = 0;
-  for (int p = page_begin; p < page_end; ++p) {
-    if (p + 1 < page_end) prefetch_int2_page(cache, KvKind::kValue, head, p + 1);
-    const ConstInt2Rows page = cache.int2_page(KvKind::kValue, head, p);
-    const int rows = cache.int2_page_rows(p);
-    for (int r = 0; r < rows; ++r, ++j) {
-      const ConstInt2Rows row = offset_row(page, c, r);
-      const std::uint8_t* codes = row.codes;
-      const float scale = param_at(row.scales, 0, c.scale_type), zero = param_at(row.zeros, 0, c.scale_type);
-      Vec weight;
-      for (int a = 0; a < A; ++a) weight[a] = p_all[std::size_t(a) * n + j];
-      const Vec w = weight * scale;
-      zero_sum += w * zero;
-      for (int i = 0; i < quarter; ++i) {
-        float* t = tab + (std::size_t(i) * 256 + codes[i]) * A;
-        L::store(t, L::load(t) + w);
-      }
+  for_each_int2_row(cache, KvKind::kValue, head, page_begin, page_end, [&](const ConstInt2Rows& row, int j) {
+    const std::uint8_t* codes = row.codes;
+    const float scale = param_at(row.scales, 0, c.scale_type), zero = param_at(row.zeros, 0, c.scale_type);
+    Vec weight;
+    for (int a = 0; a < A; ++a) weight[a] = p_all[std::size_t(a) * n + j];
+    const Vec w = weight * scale;
+    zero_sum += w * zero;
+    for (int i = 0; i < quarter; ++i) {
+      float* t = tab + (std::size_t(i) * 256 + codes[i]) * A;
+      L::store(t, L::load(t) + w);
     }
-  }
+  });
   // Expansion: element i + k·quarter gets Σ_byte W[i][byte]·field_k(byte). Summing the table over the
   // bytes with a given field value first: Σ_c c·(Σ_{byte: field_k = c} W).
   for (int i = 0; i < quarter; ++i) {

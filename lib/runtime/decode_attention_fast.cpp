@@ -574,6 +574,28 @@ using LutItem = void (*)(const MixedKvCache&, int, int, int, const float*, int, 
 using LutScores = void (*)(const MixedKvCache&, int, int, int, const float*, float*, int);
 using LutValues = void (*)(const MixedKvCache&, int, int, int, const float*, int, float*, std::size_t);
 
+/// The table kernels for A query heads per KV head, where the formats allow them (nullptr where not): keys and
+/// values each by byte tables (G = d) or nibble tables (G = d/2), and the whole item by byte_item when both
+/// kinds have G = d.
+struct LutKernels {
+  LutScores key = nullptr;
+  LutValues value = nullptr;
+  LutItem item = nullptr;
+};
+
+template <int A>
+LutKernels lut_kernels(const Int2Config& kc, const Int2Config& vc) {
+  LutKernels k;
+  if (kc.group_size == kc.head_dim) k.key = byte_scores<A>;
+  if (2 * kc.group_size == kc.head_dim) k.key = nibble_scores<A>;
+  if (vc.group_size == vc.head_dim) k.value = byte_values<A>;
+  if (2 * vc.group_size == vc.head_dim) k.value = nibble_values<A>;
+  if (kc.group_size == kc.head_dim && vc.group_size == vc.head_dim && kc.head_dim == vc.head_dim) {
+    k.item = byte_item<A>;
+  }
+  return k;
+}
+
 }  // namespace
 
 void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, float* out,
@@ -640,43 +662,19 @@ void decode_attention(const MixedKvCache& cache, const float* q, int q_heads, fl
 
   // Table kernels for INT2 items where they apply (G = d or d/2, and 1, 2, 4 or 8 query heads per KV head);
   // otherwise rows are dequantised one at a time and go through the same loops as full-precision rows.
-  LutScores key_lut = nullptr;
-  LutValues value_lut = nullptr;
-  LutItem item_lut = nullptr;  // G = d for both keys and values: the whole item through byte_item
-  const auto pick = [&](const Int2Config& c, auto byte_kernel, auto nibble_kernel) {
-    decltype(byte_kernel) none = nullptr;
-    if (!options.use_tables) return none;
-    if (c.group_size == c.head_dim) return byte_kernel;
-    return 2 * c.group_size == c.head_dim ? nibble_kernel : none;
-  };
-  switch (group) {
-    case 1:
-      item_lut = byte_item<1>;
-      key_lut = pick(kc, byte_scores<1>, nibble_scores<1>);
-      value_lut = pick(vc, byte_values<1>, nibble_values<1>);
-      break;
-    case 2:
-      item_lut = byte_item<2>;
-      key_lut = pick(kc, byte_scores<2>, nibble_scores<2>);
-      value_lut = pick(vc, byte_values<2>, nibble_values<2>);
-      break;
-    case 4:
-      item_lut = byte_item<4>;
-      key_lut = pick(kc, byte_scores<4>, nibble_scores<4>);
-      value_lut = pick(vc, byte_values<4>, nibble_values<4>);
-      break;
-    case 8:
-      item_lut = byte_item<8>;
-      key_lut = pick(kc, byte_scores<8>, nibble_scores<8>);
-      value_lut = pick(vc, byte_values<8>, nibble_values<8>);
-      break;
-    default:
-      break;
+  LutKernels luts;
+  if (options.use_tables) {
+    switch (group) {
+      case 1: luts = lut_kernels<1>(kc, vc); break;
+      case 2: luts = lut_kernels<2>(kc, vc); break;
+      case 4: luts = lut_kernels<4>(kc, vc); break;
+      case 8: luts = lut_kernels<8>(kc, vc); break;
+      default: break;
+    }
   }
-  if (!options.use_tables || kc.group_size != kc.head_dim || vc.group_size != vc.head_dim ||
-      kc.head_dim != vc.head_dim) {
-    item_lut = nullptr;
-  }
+  const LutScores key_lut = luts.key;
+  const LutValues value_lut = luts.value;
+  const LutItem item_lut = luts.item;
 
   const auto run = [&](int index) {
     const Item& item = items[std::size_t(index)];

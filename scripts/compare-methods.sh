@@ -7,20 +7,8 @@
 #     --quick     stories260K only, 1,024 text tokens, 10 questions; docs are not touched (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=0 build=1 out=out/compare-methods
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) quick=1 ;;
-    --no-build) build=0 ;;
-    --out) out="$2"; shift ;;
-    *) echo "compare-methods.sh: unknown option $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-if [ "$build" = 1 ]; then
-  scripts/setup.sh
-  scripts/build.sh
-fi
+source scripts/acceptance-options.sh
+parse_acceptance_options out/compare-methods "$@"
 data=../shared/data
 methods=fp,naive-sym,naive,quarot,oscar,kivi2,turboquant-k2v2,eoptshrinkq,turboquant-k3v3
 models="stories260K tinystories-656k" tokens=8192 questions=100

@@ -11,20 +11,8 @@
 #     --no-build  use the binaries in build/ as they are (no apt, no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=0 build=1 out=out/verify
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --quick) quick=1 ;;
-    --no-build) build=0 ;;
-    --out) out="$2"; shift ;;
-    *) echo "verify-bundled.sh: unknown option $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-if [ "$build" = 1 ]; then
-  scripts/setup.sh
-  scripts/build.sh
-fi
+source scripts/acceptance-options.sh
+parse_acceptance_options out/verify "$@"
 data=../shared/data
 models="stories260K tinystories-656k"
 tokens=20480 questions=200

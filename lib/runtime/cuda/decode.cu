@@ -1,5 +1,5 @@
 // Split (flash-decoding) GQA decode attention over the mixed cache, and the log-sum-exp merge: the launches.
-// The CUDA-core split kernel is in decode_split_kernel.cuh, the tensor-core ones in decode_mma.cu, the merges in
+// The CUDA-core split kernel is in decode_split_kernel.cuh, the tensor-core ones in decode_mma.cu, the merge in
 // decode_merge.cuh.
 #include <cuda_runtime.h>
 

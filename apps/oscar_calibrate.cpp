@@ -100,7 +100,7 @@ void configure_logging(int verbosity, bool quiet) {
 }
 
 void require(bool condition, const std::string& option, const std::string& why) {
-  if (!condition) throw CLI::ValidationError(option, why);
+  if (!condition) throw UsageError(option + ": " + why);
 }
 
 }  // namespace
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
   }
   configure_logging(verbosity, quiet);
 
-  try {
+  return report_errors("oscar-calibrate", [&] {
     require(model_request.model_path.empty() || dump_flags.request.dump_path.empty(), "--model",
             "cannot be combined with --from-dump (the model is the input)");
     if (accumulate->parsed()) {
@@ -245,15 +245,6 @@ int main(int argc, char** argv) {
       calibrate.options_record = options_record(app);
       calib::run_calibrate(calibrate);
     }
-  } catch (const CLI::Error& error) {
-    std::fprintf(stderr, "oscar-calibrate: error: %s\n", error.what());
-    return kExitUsage;
-  } catch (const UsageError& error) {
-    std::fprintf(stderr, "oscar-calibrate: error: %s\n", error.what());
-    return kExitUsage;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "oscar-calibrate: error: %s\n", error.what());
-    return kExitBadInput;
-  }
-  return kExitOk;
+    return kExitOk;
+  });
 }

@@ -152,17 +152,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? kExitOk : kExitUsage;
   }
-  try {
+  return report_errors("oscar-int2", [&] {
     if (pack->parsed()) run_pack(pack_options);
     if (unpack->parsed()) run_unpack(unpack_input, unpack_rotation, unpack_output, unpack_threads);
     if (bits->parsed()) print_bits_table(contexts, layout, bits_head_dim, bits_group);
     if (bench->parsed()) runtime::run_int2_bench(bench_options, stdout);
-  } catch (const UsageError& error) {
-    std::fprintf(stderr, "oscar-int2: error: %s\n", error.what());
-    return kExitUsage;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "oscar-int2: error: %s\n", error.what());
-    return kExitBadInput;
-  }
-  return kExitOk;
+    return kExitOk;
+  });
 }

@@ -207,18 +207,12 @@ int main(int argc, char** argv) {
   logger->set_pattern("%^%l%$: %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(quiet ? spdlog::level::warn : spdlog::level::info);
-  try {
+  return report_errors("oscar-model", [&] {
     if (info->parsed()) print_info(load(info_flags, false), info_json);
     if (generate->parsed()) run_generate(generate_flags, generate_options);
     if (perplexity->parsed()) run_perplexity(perplexity_flags, text_path, seq_len, stride, max_tokens, quiet);
     if (tokenize->parsed()) run_tokenize(tokenize_flags, text, with_bos);
     if (bench->parsed()) run_bench(bench_flags, bench_options);
-  } catch (const UsageError& error) {
-    std::fprintf(stderr, "oscar-model: error: %s\n", error.what());
-    return kExitUsage;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "oscar-model: error: %s\n", error.what());
-    return kExitBadInput;
-  }
-  return kExitOk;
+    return kExitOk;
+  });
 }

@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     return app.exit(error) == 0 ? kExitOk : kExitUsage;
   }
-  try {
+  return report_errors("oscar-zoo", [&] {
     if (inspect->parsed()) {
       const nlohmann::json description = zoo::inspect_rotations(inspect_path);
       std::cout << (inspect_json ? description.dump(2) + "\n" : zoo::inspect_text(description));
@@ -173,12 +173,6 @@ int main(int argc, char** argv) {
     }
     if (diff_command->parsed()) diff(a, b, diff_json);
     if (manifest_command->parsed()) return manifest(entry, expect);
-  } catch (const UsageError& error) {
-    std::fprintf(stderr, "oscar-zoo: error: %s\n", error.what());
-    return kExitUsage;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "oscar-zoo: error: %s\n", error.what());
-    return kExitBadInput;
-  }
-  return kExitOk;
+    return int(kExitOk);
+  });
 }

@@ -1,6 +1,7 @@
 // Errors shared by every area, and the exit codes the apps map them to.
 #pragma once
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -26,5 +27,21 @@ class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// Runs an app's command body (returning its exit code) and turns what escapes it into the one-line
+/// "<tool>: error: <message>" on stderr that every tool prints: UsageError exits with kExitUsage, any other
+/// exception with kExitBadInput. Apps call it once, after the command line has parsed.
+template <class Body>
+int report_errors(const char* tool, Body&& body) {
+  try {
+    return body();
+  } catch (const UsageError& error) {
+    std::fprintf(stderr, "%s: error: %s\n", tool, error.what());
+    return kExitUsage;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s: error: %s\n", tool, error.what());
+    return kExitBadInput;
+  }
+}
 
 }  // namespace oscar

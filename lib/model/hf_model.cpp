@@ -180,8 +180,15 @@ ModelConfig parse_config(const std::string& path, const json& root) {
   return c;
 }
 
+/// The tensors of a directory and the file that lists them (model.safetensors, or the index of the
+/// shards): errors about a missing or misshapen tensor name that file.
+struct HfWeights {
+  std::string source;
+  std::map<std::string, WeightTensor> tensors;
+};
+
 /// name -> tensor from model.safetensors or from the shards that model.safetensors.index.json lists.
-std::map<std::string, WeightTensor> read_weights(const std::string& directory, std::vector<std::string>& files) {
+HfWeights read_weights(const std::string& directory, std::vector<std::string>& files) {
   std::map<std::string, WeightTensor> tensors;
   const std::string single = directory + "/model.safetensors";
   const std::string index = directory + "/model.safetensors.index.json";
@@ -189,7 +196,7 @@ std::map<std::string, WeightTensor> read_weights(const std::string& directory, s
     const SafetensorsFile file(single);
     files.push_back(single);
     for (const std::string& name : file.names()) tensors[name] = file.tensor(name);
-    return tensors;
+    return {single, std::move(tensors)};
   }
   if (!fs::exists(index)) fail(directory, "no model.safetensors or model.safetensors.index.json");
   const json root = read_json(index);
@@ -208,17 +215,17 @@ std::map<std::string, WeightTensor> read_weights(const std::string& directory, s
     }
     tensors[name] = file->tensor(name);
   }
-  return tensors;
+  return {index, std::move(tensors)};
 }
 
 /// The embedding and the classifier under tied weights: some exports (TinyStories-656K) store only
 /// lm_head.weight and alias the embedding to it in their metadata, so a missing embedding is taken from
 /// lm_head; when the config ties them, lm_head is dropped so the decoder reads the one embedding.
-ModelWeights assemble_weights(const std::string& directory, const ModelConfig& config,
-                              std::map<std::string, WeightTensor> tensors) {
+ModelWeights assemble_weights(const ModelConfig& config, HfWeights read) {
+  std::map<std::string, WeightTensor>& tensors = read.tensors;
   if (!tensors.count(kEmbedding) && tensors.count(kLmHead)) tensors[kEmbedding] = tensors.at(kLmHead);
   if (config.tied_embeddings) tensors.erase(kLmHead);
-  ModelWeights weights(directory);
+  ModelWeights weights(read.source);
   for (auto& [name, tensor] : tensors) weights.add(name, std::move(tensor));
   check_decoder_weights(config, weights);
   return weights;
@@ -235,7 +242,7 @@ LoadedModel load_huggingface_model(const std::string& directory) {
   if (!fs::exists(config_path)) fail(config_path, "missing (not a Hugging Face model directory?)");
   model.config = parse_config(config_path, read_json(config_path));
   model.files.push_back(config_path);
-  model.weights = assemble_weights(directory, model.config, read_weights(directory, model.files));
+  model.weights = assemble_weights(model.config, read_weights(directory, model.files));
 
   if (fs::exists(directory + "/tokenizer.json")) {
     model.tokenizer = load_hf_tokenizer(directory);

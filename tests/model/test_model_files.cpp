@@ -957,7 +957,7 @@ TEST(HfModelModelFiles, Qwen2DirectoryHasBiases) {
   TempDir missing;
   write_hf_directory(missing.str(), m, "model.layers.0.self_attn.v_proj.bias");
   const std::string message = expect_input_error([&] { load_huggingface_model(missing.str()); }, {});
-  EXPECT_EQ(message, missing.str() + ": missing tensor model.layers.0.self_attn.v_proj.bias");
+  EXPECT_EQ(message, missing.str() + "/model.safetensors: missing tensor model.layers.0.self_attn.v_proj.bias");
 }
 
 TEST(HfModelModelFiles, Qwen3DirectoryHasQkNormAndWideHeads) {
@@ -1006,6 +1006,14 @@ TEST(HfModelModelFiles, ShardedDirectoryLoadsTheSameTensors) {
     EXPECT_EQ(b.weights.at(name).to_floats(), tensor.to_floats()) << name;
   }
   EXPECT_EQ(b.files.size(), 4u);  // config, index, two shards
+
+  // An index that leaves a tensor out is what a missing tensor is blamed on.
+  const std::string left_out = tensors.back().name;
+  const std::string entry = ",\"" + left_out + "\": \"model-00002-of-00002.safetensors\"";
+  ASSERT_NE(index.find(entry), std::string::npos);
+  write_text(sharded.file("model.safetensors.index.json"), index.erase(index.find(entry), entry.size()) + "}}");
+  EXPECT_EQ(expect_input_error([&] { load_huggingface_model(sharded.str()); }, {}),
+            sharded.file("model.safetensors.index.json") + ": missing tensor " + left_out);
 }
 
 TEST(HfModelModelFiles, ParsesLlama3RopeScalingAndEosList) {
@@ -1044,12 +1052,12 @@ TEST(HfModelModelFiles, RejectsBadDirectories) {
   TempDir missing;
   write_hf_directory(missing.str(), m, "model.layers.1.mlp.down_proj.weight");
   EXPECT_EQ(expect_input_error([&] { load_huggingface_model(missing.str()); }, {}),
-            missing.str() + ": missing tensor model.layers.1.mlp.down_proj.weight");
+            missing.str() + "/model.safetensors: missing tensor model.layers.1.mlp.down_proj.weight");
 
   TempDir untied;  // tie_word_embeddings false and no lm_head
   write_hf_directory(untied.str(), m, "lm_head.weight");
   EXPECT_EQ(expect_input_error([&] { load_huggingface_model(untied.str()); }, {}),
-            untied.str() + ": missing tensor lm_head.weight");
+            untied.str() + "/model.safetensors: missing tensor lm_head.weight");
 
   TempDir shape;  // config says 4 KV heads of 16 but the file has 2
   write_hf_directory(shape.str(), m);
@@ -1057,7 +1065,7 @@ TEST(HfModelModelFiles, RejectsBadDirectories) {
   wrong.kv_heads = 4;
   write_text(shape.str() + "/config.json", config_json(wrong));
   expect_input_error([&] { load_huggingface_model(shape.str()); },
-                     {shape.str() + ": tensor model.layers.0.self_attn.k_proj.weight has shape [32, 64], expected [64, 64]"});
+                     {shape.str() + "/model.safetensors: tensor model.layers.0.self_attn.k_proj.weight has shape [32, 64], expected [64, 64]"});
 
   TempDir no_weights;
   write_text(no_weights.file("config.json"), config_json(m));

@@ -139,22 +139,17 @@ const ZipEntry* ZipReader::find(std::string_view name) const {
   return found == index_.end() ? nullptr : &entries_[found->second];
 }
 
-namespace {
-
 // The classic and, when present, zip64 end-of-central-directory facts the reader needs.
-struct CentralDirectory {
+struct ZipReader::CentralDirectory {
   std::uint64_t entry_count = 0;
   std::uint64_t offset = 0;
   std::uint64_t size = 0;
   std::uint64_t end = 0;  // where the end records begin: the directory must lie before it
 };
 
-}  // namespace
-
-void ZipReader::parse_central_directory() {
+// The end record sits in the last 22 + comment bytes; scan back for its signature.
+ZipReader::CentralDirectory ZipReader::find_central_directory() const {
   if (file_size_ < kEndSize) fail("not a zip archive (file too small)");
-
-  // The end record sits in the last 22 + comment bytes; scan back for its signature.
   const std::size_t tail_size = std::size_t(std::min<std::uint64_t>(file_size_, kEndSize + kMaxComment));
   const std::uint64_t tail_offset = file_size_ - tail_size;
   std::vector<std::uint8_t> tail(tail_size);
@@ -175,85 +170,100 @@ void ZipReader::parse_central_directory() {
   directory.size = le32(end + 12);
   directory.offset = le32(end + 16);
   directory.end = tail_offset + end_pos;
-
-  // A zip64 locator right before the end record points at the zip64 end record with 64-bit fields.
-  if (directory.end >= kZip64LocatorSize) {
-    std::uint8_t locator[kZip64LocatorSize];
-    pread_exact(directory.end - kZip64LocatorSize, kZip64LocatorSize, locator);
-    if (le32(locator) == kZip64LocatorSignature) {
-      const std::uint64_t zip64_end_offset = le64(locator + 8);
-      if (!fits(zip64_end_offset, kZip64EndSize, directory.end - kZip64LocatorSize)) {
-        fail("zip64 end record lies outside the file");
-      }
-      std::uint8_t zip64_end[kZip64EndSize];
-      pread_exact(zip64_end_offset, kZip64EndSize, zip64_end);
-      if (le32(zip64_end) != kZip64EndSignature) fail("bad zip64 end-of-central-directory signature");
-      directory.entry_count = le64(zip64_end + 32);
-      directory.size = le64(zip64_end + 40);
-      directory.offset = le64(zip64_end + 48);
-      directory.end = zip64_end_offset;
-    }
-  }
+  read_zip64_end(&directory);
   if (!fits(directory.offset, directory.size, directory.end)) fail("central directory lies outside the file");
   if (directory.entry_count > directory.size / kCentralHeaderSize) fail("central directory too small for its entry count");
+  return directory;
+}
 
+// A zip64 locator right before the end record points at the zip64 end record, whose 64-bit fields replace
+// the classic ones.
+void ZipReader::read_zip64_end(CentralDirectory* directory) const {
+  if (directory->end < kZip64LocatorSize) return;
+  std::uint8_t locator[kZip64LocatorSize];
+  pread_exact(directory->end - kZip64LocatorSize, kZip64LocatorSize, locator);
+  if (le32(locator) != kZip64LocatorSignature) return;
+  const std::uint64_t zip64_end_offset = le64(locator + 8);
+  if (!fits(zip64_end_offset, kZip64EndSize, directory->end - kZip64LocatorSize)) {
+    fail("zip64 end record lies outside the file");
+  }
+  std::uint8_t zip64_end[kZip64EndSize];
+  pread_exact(zip64_end_offset, kZip64EndSize, zip64_end);
+  if (le32(zip64_end) != kZip64EndSignature) fail("bad zip64 end-of-central-directory signature");
+  directory->entry_count = le64(zip64_end + 32);
+  directory->size = le64(zip64_end + 40);
+  directory->offset = le64(zip64_end + 48);
+  directory->end = zip64_end_offset;
+}
+
+void ZipReader::parse_central_directory() {
+  const CentralDirectory directory = find_central_directory();
   std::vector<std::uint8_t> central(std::size_t(directory.size));
   pread_exact(directory.offset, central.size(), central.data());
 
   std::size_t pos = 0;
   entries_.reserve(std::size_t(directory.entry_count));
   for (std::uint64_t i = 0; i < directory.entry_count; ++i) {
-    if (!fits(pos, kCentralHeaderSize, central.size())) fail("central directory truncated");
-    const std::uint8_t* header = &central[pos];
-    if (le32(header) != kCentralHeaderSignature) fail("bad central directory entry signature");
-    const std::uint16_t flags = le16(header + 8);
-    const std::uint16_t method = le16(header + 10);
-    const std::size_t name_length = le16(header + 28);
-    const std::size_t extra_length = le16(header + 30);
-    const std::size_t comment_length = le16(header + 32);
-    if (!fits(pos + kCentralHeaderSize, name_length + extra_length + comment_length, central.size())) {
-      fail("central directory entry runs past the directory");
-    }
-    ZipEntry entry;
-    entry.name.assign(reinterpret_cast<const char*>(header + kCentralHeaderSize), name_length);
-    entry.crc32 = le32(header + 16);
-    std::uint64_t compressed_size = le32(header + 20);
-    std::uint64_t size = le32(header + 24);
-    entry.header_offset = le32(header + 42);
-
-    if (flags & kFlagEncrypted) fail("entry " + in_quotes(entry.name) + " is encrypted");
-    if (method != 0) {
-      fail("entry " + in_quotes(entry.name) + " is compressed (method " + std::to_string(method) +
-           "); only stored entries are supported");
-    }
-
-    // Fields saturated at 0xffffffff continue, in this order, in the zip64 extra field.
-    const std::uint8_t* extra = header + kCentralHeaderSize + name_length;
-    for (std::size_t at = 0; at + 4 <= extra_length;) {
-      const std::uint16_t id = le16(extra + at);
-      const std::size_t length = le16(extra + at + 2);
-      if (at + 4 + length > extra_length) fail("entry " + in_quotes(entry.name) + ": extra field runs past its header");
-      if (id == kZip64ExtraId) {
-        const std::uint8_t* field = extra + at + 4;
-        std::size_t used = 0;
-        for (std::uint64_t* value : {&size, &compressed_size, &entry.header_offset}) {
-          if (*value != kSentinel32) continue;
-          if (used + 8 > length) fail("entry " + in_quotes(entry.name) + ": zip64 extra field too short");
-          *value = le64(field + used);
-          used += 8;
-        }
-      }
-      at += 4 + length;
-    }
-    if (compressed_size != size) fail("entry " + in_quotes(entry.name) + ": stored entry with differing sizes");
-    entry.size = size;
-
+    std::size_t header_size = 0;
+    ZipEntry entry = parse_central_entry(central.data() + pos, central.size() - pos, &header_size);
     if (!index_.emplace(entry.name, entries_.size()).second) fail("duplicate entry " + in_quotes(entry.name));
     entries_.push_back(std::move(entry));
-    pos += kCentralHeaderSize + name_length + extra_length + comment_length;
+    pos += header_size;
   }
-
   for (ZipEntry& entry : entries_) locate_data(&entry, directory.offset);
+}
+
+// One central directory header, of at most `available` bytes; *header_size receives the bytes it spans.
+ZipEntry ZipReader::parse_central_entry(const std::uint8_t* header, std::size_t available, std::size_t* header_size) const {
+  if (available < kCentralHeaderSize) fail("central directory truncated");
+  if (le32(header) != kCentralHeaderSignature) fail("bad central directory entry signature");
+  const std::uint16_t flags = le16(header + 8);
+  const std::uint16_t method = le16(header + 10);
+  const std::size_t name_length = le16(header + 28);
+  const std::size_t extra_length = le16(header + 30);
+  const std::size_t comment_length = le16(header + 32);
+  if (!fits(kCentralHeaderSize, name_length + extra_length + comment_length, available)) {
+    fail("central directory entry runs past the directory");
+  }
+  ZipEntry entry;
+  entry.name.assign(reinterpret_cast<const char*>(header + kCentralHeaderSize), name_length);
+  entry.crc32 = le32(header + 16);
+  std::uint64_t compressed_size = le32(header + 20);
+  std::uint64_t size = le32(header + 24);
+  entry.header_offset = le32(header + 42);
+
+  if (flags & kFlagEncrypted) fail("entry " + in_quotes(entry.name) + " is encrypted");
+  if (method != 0) {
+    fail("entry " + in_quotes(entry.name) + " is compressed (method " + std::to_string(method) +
+         "); only stored entries are supported");
+  }
+  read_zip64_extra(entry.name, header + kCentralHeaderSize + name_length, extra_length,
+                   {&size, &compressed_size, &entry.header_offset});
+  if (compressed_size != size) fail("entry " + in_quotes(entry.name) + ": stored entry with differing sizes");
+  entry.size = size;
+  *header_size = kCentralHeaderSize + name_length + extra_length + comment_length;
+  return entry;
+}
+
+// Fields saturated at 0xffffffff continue, in the order given, in the zip64 extra field.
+void ZipReader::read_zip64_extra(const std::string& name, const std::uint8_t* extra, std::size_t extra_length,
+                                 std::initializer_list<std::uint64_t*> fields) const {
+  for (std::size_t at = 0; at + 4 <= extra_length;) {
+    const std::uint16_t id = le16(extra + at);
+    const std::size_t length = le16(extra + at + 2);
+    if (at + 4 + length > extra_length) fail("entry " + in_quotes(name) + ": extra field runs past its header");
+    if (id == kZip64ExtraId) {
+      const std::uint8_t* field = extra + at + 4;
+      std::size_t used = 0;
+      for (std::uint64_t* value : fields) {
+        if (*value != kSentinel32) continue;
+        if (used + 8 > length) fail("entry " + in_quotes(name) + ": zip64 extra field too short");
+        *value = le64(field + used);
+        used += 8;
+      }
+    }
+    at += 4 + length;
+  }
 }
 
 // Reads an entry's local header: its name and extra field lengths decide where the data starts.

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -52,8 +53,14 @@ class ZipReader {
   [[noreturn]] void fail(const std::string& problem) const;
 
  private:
+  struct CentralDirectory;
   void pread_exact(std::uint64_t offset, std::size_t count, void* out) const;
+  CentralDirectory find_central_directory() const;
+  void read_zip64_end(CentralDirectory* directory) const;
   void parse_central_directory();
+  ZipEntry parse_central_entry(const std::uint8_t* header, std::size_t available, std::size_t* header_size) const;
+  void read_zip64_extra(const std::string& name, const std::uint8_t* extra, std::size_t extra_length,
+                        std::initializer_list<std::uint64_t*> fields) const;
   void locate_data(ZipEntry* entry, std::uint64_t data_limit);
 
   std::string path_;

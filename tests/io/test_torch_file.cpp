@@ -114,6 +114,7 @@ HostTensor pattern_tensor(DType dtype, std::vector<std::int64_t> shape) {
       case DType::kBFloat16: { const std::uint16_t v = float_to_bfloat16(float(value)); std::memcpy(at, &v, 2); break; }
       case DType::kInt32: { const std::int32_t v = std::int32_t(i * 1000 - 7); std::memcpy(at, &v, 4); break; }
       case DType::kInt64: { const std::int64_t v = (i - 3) * (std::int64_t(1) << 40); std::memcpy(at, &v, 8); break; }
+      case DType::kUInt8: at[0] = std::uint8_t((i * 37 + 11) & 0xff); break;
     }
   }
   return tensor;
@@ -398,6 +399,7 @@ TEST(TorchFile, PythonLoadsWhatWeWrite) {
       {"fp64", pattern_tensor(DType::kFloat64, {9})},
       {"int32", pattern_tensor(DType::kInt32, {5})},
       {"int64", pattern_tensor(DType::kInt64, {2, 4})},
+      {"uint8", pattern_tensor(DType::kUInt8, {3, 7})},  // INT2 codes
       {"scalar", pattern_tensor(DType::kFloat32, {})},
       {"empty", pattern_tensor(DType::kBFloat16, {0, 8, 128})},
       {"large", pattern_tensor(DType::kBFloat16, {300, 8, 128})},  // sizes past BININT2, LONG_BINPUT-free

@@ -29,7 +29,7 @@ import torch
 
 DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-    "float64": torch.float64, "int32": torch.int32, "int64": torch.int64,
+    "float64": torch.float64, "int32": torch.int32, "int64": torch.int64, "uint8": torch.uint8,
 }
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 

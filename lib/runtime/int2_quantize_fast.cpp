@@ -91,95 +91,119 @@ float select_magnitude(float* magnitudes, float* candidates, int d, int idx) {
   return magnitudes[idx];
 }
 
-void quantize_row_fast(const float* input, std::int64_t row, const Int2Config& config, Int2Rows out, Scratch& s) {
-  const int d = config.head_dim, group_size = config.group_size;
-  std::int32_t* codes = s.codes.data();
-
+/// Throws, naming the row and element, if any input is ±inf or NaN; the common all-finite case is one
+/// branch-free pass over the exponent bits.
+void check_finite_fast(const float* input, std::int64_t row, int d) {
   int non_finite = 0;
   for (int e = 0; e < d; ++e) {
     std::uint32_t bits;
     std::memcpy(&bits, input + e, sizeof bits);
     non_finite |= int((bits & kExponentMask) == kExponentMask);
   }
-  if (non_finite) {
-    for (int e = 0; e < d; ++e) {
-      if (!std::isfinite(input[e])) detail::throw_non_finite(row, e, input[e]);
-    }
+  if (!non_finite) return;
+  for (int e = 0; e < d; ++e) {
+    if (!std::isfinite(input[e])) detail::throw_non_finite(row, e, input[e]);
   }
+}
 
-  const float* x = input;
+/// The row clipped to ±τ, τ the magnitude at the clip index (in s.x), or the input itself when clipping is off.
+const float* clip_row_fast(const float* input, const Int2Config& config, Scratch& s) {
+  const int d = config.head_dim;
   const int idx = clip_index(config.clip_ratio, d);
-  if (idx >= 0) {
-    float* magnitudes = s.magnitudes.data();
-    for (int e = 0; e < d; ++e) magnitudes[e] = std::fabs(input[e]);
-    const float tau = select_magnitude(magnitudes, s.candidates.data(), d, idx);
-    const float neg_tau = -tau;
-    float* clipped = s.x.data();
-    for (int e = 0; e < d; ++e) {
-      float v = input[e];
-      v = v < neg_tau ? neg_tau : v;
-      v = v > tau ? tau : v;
-      clipped[e] = v;
-    }
-    x = clipped;
+  if (idx < 0) return input;
+  float* magnitudes = s.magnitudes.data();
+  for (int e = 0; e < d; ++e) magnitudes[e] = std::fabs(input[e]);
+  const float tau = select_magnitude(magnitudes, s.candidates.data(), d, idx);
+  const float neg_tau = -tau;
+  float* clipped = s.x.data();
+  for (int e = 0; e < d; ++e) {
+    float v = input[e];
+    v = v < neg_tau ? neg_tau : v;
+    v = v > tau ? tau : v;
+    clipped[e] = v;
   }
+  return clipped;
+}
 
-  for (int g = 0; g < config.groups(); ++g) {
-    const float* group = x + g * group_size;
-    std::int32_t* group_codes = codes + g * group_size;
-    Int2GroupParams params;
-    if (config.encoding == Encoding::kMinMax) {
-      float mn, mx;
-      if (group_size % kLanes == 0) {
-        float lane_min[kLanes], lane_max[kLanes];
-        for (int j = 0; j < kLanes; ++j) lane_min[j] = lane_max[j] = group[j];
-        for (int e = kLanes; e < group_size; e += kLanes) {
-          for (int j = 0; j < kLanes; ++j) {
-            const float v = group[e + j];
-            lane_min[j] = v < lane_min[j] ? v : lane_min[j];
-            lane_max[j] = v > lane_max[j] ? v : lane_max[j];
-          }
-        }
-        mn = lane_min[0];
-        mx = lane_max[0];
-        for (int j = 1; j < kLanes; ++j) {
-          mn = std::min(mn, lane_min[j]);
-          mx = std::max(mx, lane_max[j]);
-        }
-      } else {
-        mn = mx = group[0];
-        for (int e = 1; e < group_size; ++e) {
-          mn = std::min(mn, group[e]);
-          mx = std::max(mx, group[e]);
-        }
-      }
-      params = minmax_group_params(mn, mx);
-      const float scale = params.scale, zero = params.zero;
-      for (int e = 0; e < group_size; ++e) {
-        const float v = group[e] / scale + zero + 0.5f;
-        group_codes[e] = std::int32_t(v >= 1.0f) + std::int32_t(v >= 2.0f) + std::int32_t(v >= 3.0f);
-      }
-    } else {
-      const LloydMaxStats stats = lloyd_max_group_stats(group, group_size);
-      if (!stats.finite) detail::throw_lloyd_max_overflow(row, g);
-      params = stats.params;
-      const float mean = stats.mean, sigma = stats.sigma;
-      constexpr float t = int2_format::kLloydMaxThreshold;
-      for (int e = 0; e < group_size; ++e) {
-        const float z = (group[e] - mean) / sigma;
-        group_codes[e] = std::int32_t(z >= -t) + std::int32_t(z >= 0.0f) + std::int32_t(z >= t);
-      }
+/// Minimum and maximum of a group, in kLanes independent lanes when the size allows (min/max are exact, so
+/// the lane order does not change the result).
+void group_min_max(const float* group, int group_size, float* mn, float* mx) {
+  if (group_size % kLanes != 0) {
+    *mn = *mx = group[0];
+    for (int e = 1; e < group_size; ++e) {
+      *mn = std::min(*mn, group[e]);
+      *mx = std::max(*mx, group[e]);
     }
-    store_scale(out.scales, row * config.groups() + g, config.scale_type, params.scale);
-    store_scale(out.zeros, row * config.groups() + g, config.scale_type, params.zero);
+    return;
   }
+  float lane_min[kLanes], lane_max[kLanes];
+  for (int j = 0; j < kLanes; ++j) lane_min[j] = lane_max[j] = group[j];
+  for (int e = kLanes; e < group_size; e += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = group[e + j];
+      lane_min[j] = v < lane_min[j] ? v : lane_min[j];
+      lane_max[j] = v > lane_max[j] ? v : lane_max[j];
+    }
+  }
+  *mn = lane_min[0];
+  *mx = lane_max[0];
+  for (int j = 1; j < kLanes; ++j) {
+    *mn = std::min(*mn, lane_min[j]);
+    *mx = std::max(*mx, lane_max[j]);
+  }
+}
 
+/// Asymmetric min/max codes of one group, rounding half up as three branch-free compares.
+Int2GroupParams quantize_group_minmax(const float* group, int group_size, std::int32_t* codes) {
+  float mn, mx;
+  group_min_max(group, group_size, &mn, &mx);
+  const Int2GroupParams params = minmax_group_params(mn, mx);
+  const float scale = params.scale, zero = params.zero;
+  for (int e = 0; e < group_size; ++e) {
+    const float v = group[e] / scale + zero + 0.5f;
+    codes[e] = std::int32_t(v >= 1.0f) + std::int32_t(v >= 2.0f) + std::int32_t(v >= 3.0f);
+  }
+  return params;
+}
+
+/// Lloyd-Max codes of one group: thresholds at −t, 0, t standard deviations from the mean.
+Int2GroupParams quantize_group_lloyd_max(const float* group, int group_size, std::int64_t row, int g,
+                                         std::int32_t* codes) {
+  const LloydMaxStats stats = lloyd_max_group_stats(group, group_size);
+  if (!stats.finite) detail::throw_lloyd_max_overflow(row, g);
+  const float mean = stats.mean, sigma = stats.sigma;
+  constexpr float t = int2_format::kLloydMaxThreshold;
+  for (int e = 0; e < group_size; ++e) {
+    const float z = (group[e] - mean) / sigma;
+    codes[e] = std::int32_t(z >= -t) + std::int32_t(z >= 0.0f) + std::int32_t(z >= t);
+  }
+  return stats.params;
+}
+
+/// Quartered packing: byte i holds elements i, i + d/4, i + d/2, i + 3d/4 (lowest bits first).
+void pack_quartered(const std::int32_t* codes, int d, std::uint8_t* packed) {
   const int quarter = d / 4;
-  std::uint8_t* packed = out.codes + row * config.packed_bytes();
   for (int i = 0; i < quarter; ++i) {
     packed[i] = std::uint8_t(codes[i] | codes[i + quarter] << 2 | codes[i + 2 * quarter] << 4 |
                              codes[i + 3 * quarter] << 6);
   }
+}
+
+void quantize_row_fast(const float* input, std::int64_t row, const Int2Config& config, Int2Rows out, Scratch& s) {
+  check_finite_fast(input, row, config.head_dim);
+  const float* x = clip_row_fast(input, config, s);
+  const int group_size = config.group_size;
+  std::int32_t* codes = s.codes.data();
+  for (int g = 0; g < config.groups(); ++g) {
+    const float* group = x + g * group_size;
+    std::int32_t* group_codes = codes + g * group_size;
+    const Int2GroupParams params = config.encoding == Encoding::kMinMax
+                                       ? quantize_group_minmax(group, group_size, group_codes)
+                                       : quantize_group_lloyd_max(group, group_size, row, g, group_codes);
+    store_scale(out.scales, row * config.groups() + g, config.scale_type, params.scale);
+    store_scale(out.zeros, row * config.groups() + g, config.scale_type, params.zero);
+  }
+  pack_quartered(codes, config.head_dim, out.codes + row * config.packed_bytes());
 }
 
 void dequantize_row_fast(const std::uint8_t* packed, const float* scales, const float* zeros,

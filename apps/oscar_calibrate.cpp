@@ -103,6 +103,151 @@ void require(bool condition, const std::string& option, const std::string& why) 
   if (!condition) throw UsageError(option + ": " + why);
 }
 
+/// The default command: calibrate a dump, run a model over calibration data, or write Hadamard rotations.
+struct CalibrateCommand {
+  DumpFlags dump_flags;
+  FitFlags fit_flags;
+  calib::CalibrateRequest calibrate;
+  int num_layers = 0;
+  pipeline::ModelCalibrationRequest model_request;
+  std::string model_dtype = "float32";
+};
+
+void add_calibrate_options(CLI::App& app, CalibrateCommand& c) {
+  add_dump_options(app, c.dump_flags, false);
+  add_fit_options(app, c.fit_flags, calib::method_names());
+  app.add_option("--out", c.calibrate.out_dir, "Output directory for the .pt files and calibration.json");
+  app.add_option("--num-layers", c.num_layers, "Layers to emit with --method hadamard (no input needed)");
+  app.add_option("--checkpoint", c.calibrate.checkpoint_path, "Save accumulator state to this .h5 file while running");
+  app.add_option("--save-every", c.calibrate.checkpoint_every_chunks, "Checkpoint every N chunks (default: per layer)");
+  app.add_flag("--resume", c.calibrate.resume, "Continue from --checkpoint when it exists");
+  app.add_flag("!--no-hash", c.calibrate.hash_inputs, "Do not record SHA-256 digests of the input files");
+  pipeline::ModelCalibrationRequest& model_run = c.model_request;
+  app.add_option("--model", model_run.model_path,
+                 "Model to run over --data instead of reading a dump: llama2.c .bin, .gguf, or a Hugging Face directory");
+  app.add_option("--tokenizer", model_run.tokenizer_path, "llama2.c tokenizer .bin (default: tokenizer.bin or tok<vocab>.bin beside --model)");
+  app.add_option("--data", model_run.data_paths,
+                 "Calibration data (with --model): text files, JSONL (\"text\" or \"messages\"), GPQA/MMLU CSV, ARC JSONL");
+  app.add_option("--tokens", model_run.budget.max_tokens, "Calibration tokens in total, generated ones included (with --model)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-prompts", model_run.budget.max_prompts, "Use at most N prompts of --data (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seq-len", model_run.budget.seq_len,
+                 "Tokens per sequence: text is cut into windows, prompts truncated (0: the model's context, at most 4096)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--generate", model_run.generate_tokens, "Append N greedy model-generated tokens to every prompt and capture them too")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--chat-template", model_run.chat_template, "Chat template for prompts: auto (from the tokenizer), chatml, llama3, none")
+      ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}));
+  app.add_option("--device", model_run.decoder.device, "cpu or cuda[:N] (CUDA needs a LibTorch build with it)");
+  app.add_option("--dtype", c.model_dtype, "Model compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--batch", model_run.batch_size, "Sequences per forward (with --model)")->check(CLI::PositiveNumber);
+  app.add_option("--dump", model_run.dump_path, "Also write the captured activations as an HDF5 dump (with --model)");
+}
+
+void run_calibrate_command(const CLI::App& app, CalibrateCommand& c, bool quiet) {
+  calib::CalibrateRequest& calibrate = c.calibrate;
+  pipeline::ModelCalibrationRequest& model_run = c.model_request;
+  const calib::DumpRequest& dump = c.dump_flags.request;
+  require(model_run.model_path.empty() || dump.dump_path.empty(), "--model", "cannot be combined with --from-dump (the model is the input)");
+  if (c.fit_flags.method == "hadamard") {
+    require(!calibrate.out_dir.empty(), "--out", "required");
+    calib::run_hadamard({c.num_layers, dump.head_dim_hint, dump.dump_path, calibrate.out_dir, options_record(app)});
+  } else if (!model_run.model_path.empty()) {
+    require(!model_run.data_paths.empty(), "--data", "required with --model");
+    require(!calibrate.out_dir.empty(), "--out", "required");
+    require(calibrate.checkpoint_path.empty() && !calibrate.resume, "--checkpoint", "only works with --from-dump");
+    model_run.fit = c.fit_flags.finish();
+    model_run.out_dir = calibrate.out_dir;
+    model_run.group_size = c.fit_flags.group_size;
+    model_run.hash_inputs = calibrate.hash_inputs;
+    model_run.options_record = options_record(app);
+    model_run.decoder.dtype = model::parse_compute_dtype(c.model_dtype);
+    model_run.progress = !quiet;
+    pipeline::run_model_calibration(model_run);
+  } else {
+    require(!dump.dump_path.empty(), "--from-dump", "required (or --model, or --method hadamard)");
+    require(!calibrate.out_dir.empty(), "--out", "required");
+    require(!calibrate.resume || !calibrate.checkpoint_path.empty(), "--resume", "needs --checkpoint");
+    require(calibrate.checkpoint_every_chunks == 0 || !calibrate.checkpoint_path.empty(), "--save-every", "needs --checkpoint");
+    calibrate.input = c.dump_flags.finish(quiet);
+    calibrate.fit = c.fit_flags.finish();
+    calibrate.group_size = c.fit_flags.group_size;
+    calibrate.options_record = options_record(app);
+    calib::run_calibrate(calibrate);
+  }
+}
+
+/// `accumulate`: one shard's statistics into a state file.
+struct AccumulateCommand {
+  CLI::App* command = nullptr;
+  DumpFlags flags;
+  calib::AccumulateRequest request;
+  std::string pass = "both";
+};
+
+void add_accumulate_command(CLI::App& app, AccumulateCommand& c) {
+  c.command = app.add_subcommand("accumulate", "Accumulate statistics of a dump (or a shard of it) into a state file");
+  add_dump_options(*c.command, c.flags, true);
+  c.command->add_option("--method", c.request.method, "Covariances the state will serve")
+      ->check(CLI::IsMember(fitted_methods()))->capture_default_str();
+  c.command->add_option("--pass", c.pass, "1: first pass only (token shards); 2: sst pass with --query-state; both")
+      ->check(CLI::IsMember({"1", "2", "both"}))->capture_default_str();
+  c.command->add_option("--query-state", c.request.query_state_path, "Merged first-pass state (for --pass 2)");
+  c.command->add_option("--state", c.request.state_path, "Output state file (.h5)")->required();
+}
+
+void run_accumulate_command(AccumulateCommand& c, bool quiet) {
+  require(!c.flags.request.dump_path.empty(), "--from-dump", "required");
+  c.request.input = c.flags.finish(quiet);
+  c.request.passes = c.pass == "1" ? calib::Passes::kFirst : c.pass == "2" ? calib::Passes::kSecond : calib::Passes::kBoth;
+  calib::run_accumulate(c.request);
+}
+
+/// `merge`: shard states into one, and the rotations fitted from it.
+struct MergeCommand {
+  CLI::App* command = nullptr;
+  FitFlags fit_flags;
+  calib::MergeRequest request;
+};
+
+void add_merge_command(CLI::App& app, MergeCommand& c) {
+  c.command = app.add_subcommand("merge", "Merge shard state files and fit rotations");
+  c.command->add_option("states", c.request.state_paths, "State files from accumulate")->required();
+  add_fit_options(*c.command, c.fit_flags, fitted_methods());
+  c.command->add_option("--out", c.request.out_dir, "Output directory for rotations and calibration.json");
+  c.command->add_option("--state-out", c.request.state_out_path, "Also write the merged state (.h5)");
+  c.command->add_flag("--allow-partial", c.request.allow_partial, "Fit even if shards (layers, chunks, passes) are missing");
+}
+
+void run_merge_command(MergeCommand& c) {
+  require(!c.request.out_dir.empty() || !c.request.state_out_path.empty(), "merge", "give --out and/or --state-out");
+  c.request.fit = c.fit_flags.finish();
+  c.request.group_size = c.fit_flags.group_size;
+  c.request.options_record = options_record(*c.command);
+  calib::run_merge(c.request);
+}
+
+/// `convert`: a dump between the SGLang directory layout and HDF5.
+struct ConvertCommand {
+  CLI::App* command = nullptr;
+  std::string source, destination;
+};
+
+void add_convert_command(CLI::App& app, ConvertCommand& c) {
+  c.command = app.add_subcommand("convert", "Convert an activation dump between the SGLang layout and HDF5");
+  c.command->add_option("--from-dump", c.source, "Source dump (directory or .h5)")->required();
+  c.command->add_option("--to", c.destination, "Destination: a .h5 file or a new directory")->required();
+}
+
+void run_convert_command(const ConvertCommand& c, bool quiet) {
+  ProgressBar bar(!quiet);
+  io::convert_dump(c.source, c.destination, {}, [&](const io::ConvertProgress& p) {
+    bar.update(std::int64_t(p.chunks_done), std::int64_t(p.chunks_total), std::int64_t(p.chunks_done), "chunk",
+               "layer " + std::to_string(p.layer_id));
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -126,69 +271,15 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbosity, "More log output (per-layer eigenvalue ranges)");
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors; no progress bar");
 
-  // Default command: calibrate a dump, or write Hadamard rotations.
-  DumpFlags dump_flags;
-  FitFlags fit_flags;
-  calib::CalibrateRequest calibrate;
-  int num_layers = 0;
-  add_dump_options(app, dump_flags, false);
-  add_fit_options(app, fit_flags, calib::method_names());
-  app.add_option("--out", calibrate.out_dir, "Output directory for the .pt files and calibration.json");
-  app.add_option("--num-layers", num_layers, "Layers to emit with --method hadamard (no input needed)");
-  app.add_option("--checkpoint", calibrate.checkpoint_path, "Save accumulator state to this .h5 file while running");
-  app.add_option("--save-every", calibrate.checkpoint_every_chunks, "Checkpoint every N chunks (default: per layer)");
-  app.add_flag("--resume", calibrate.resume, "Continue from --checkpoint when it exists");
-  app.add_flag("!--no-hash", calibrate.hash_inputs, "Do not record SHA-256 digests of the input files");
-  pipeline::ModelCalibrationRequest model_request;
-  std::string model_dtype = "float32";
-  app.add_option("--model", model_request.model_path,
-                 "Model to run over --data instead of reading a dump: llama2.c .bin, .gguf, or a Hugging Face directory");
-  app.add_option("--tokenizer", model_request.tokenizer_path, "llama2.c tokenizer .bin (default: tokenizer.bin or tok<vocab>.bin beside --model)");
-  app.add_option("--data", model_request.data_paths,
-                 "Calibration data (with --model): text files, JSONL (\"text\" or \"messages\"), GPQA/MMLU CSV, ARC JSONL");
-  app.add_option("--tokens", model_request.budget.max_tokens, "Calibration tokens in total, generated ones included (with --model)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max-prompts", model_request.budget.max_prompts, "Use at most N prompts of --data (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--seq-len", model_request.budget.seq_len,
-                 "Tokens per sequence: text is cut into windows, prompts truncated (0: the model's context, at most 4096)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--generate", model_request.generate_tokens, "Append N greedy model-generated tokens to every prompt and capture them too")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--chat-template", model_request.chat_template, "Chat template for prompts: auto (from the tokenizer), chatml, llama3, none")
-      ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}));
-  app.add_option("--device", model_request.decoder.device, "cpu or cuda[:N] (CUDA needs a LibTorch build with it)");
-  app.add_option("--dtype", model_dtype, "Model compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}));
-  app.add_option("--batch", model_request.batch_size, "Sequences per forward (with --model)")->check(CLI::PositiveNumber);
-  app.add_option("--dump", model_request.dump_path, "Also write the captured activations as an HDF5 dump (with --model)");
-
-  CLI::App* accumulate = app.add_subcommand("accumulate", "Accumulate statistics of a dump (or a shard of it) into a state file");
-  DumpFlags accumulate_flags;
-  calib::AccumulateRequest accumulate_request;
-  std::string pass = "both";
-  add_dump_options(*accumulate, accumulate_flags, true);
-  accumulate->add_option("--method", accumulate_request.method, "Covariances the state will serve")
-      ->check(CLI::IsMember(fitted_methods()))->capture_default_str();
-  accumulate->add_option("--pass", pass, "1: first pass only (token shards); 2: sst pass with --query-state; both")
-      ->check(CLI::IsMember({"1", "2", "both"}))->capture_default_str();
-  accumulate->add_option("--query-state", accumulate_request.query_state_path, "Merged first-pass state (for --pass 2)");
-  accumulate->add_option("--state", accumulate_request.state_path, "Output state file (.h5)")->required();
-
-  CLI::App* merge = app.add_subcommand("merge", "Merge shard state files and fit rotations");
-  FitFlags merge_fit_flags;
-  calib::MergeRequest merge_request;
-  merge->add_option("states", merge_request.state_paths, "State files from accumulate")->required();
-  add_fit_options(*merge, merge_fit_flags, fitted_methods());
-  merge->add_option("--out", merge_request.out_dir, "Output directory for rotations and calibration.json");
-  merge->add_option("--state-out", merge_request.state_out_path, "Also write the merged state (.h5)");
-  merge->add_flag("--allow-partial", merge_request.allow_partial, "Fit even if shards (layers, chunks, passes) are missing");
-
-  CLI::App* convert = app.add_subcommand("convert", "Convert an activation dump between the SGLang layout and HDF5");
-  std::string convert_source, convert_destination;
-  convert->add_option("--from-dump", convert_source, "Source dump (directory or .h5)")->required();
-  convert->add_option("--to", convert_destination, "Destination: a .h5 file or a new directory")->required();
-
-  for (CLI::App* command : {accumulate, merge, convert}) command->fallthrough();  // -v/-q after the command
+  CalibrateCommand calibrate;
+  AccumulateCommand accumulate;
+  MergeCommand merge;
+  ConvertCommand convert;
+  add_calibrate_options(app, calibrate);
+  add_accumulate_command(app, accumulate);
+  add_merge_command(app, merge);
+  add_convert_command(app, convert);
+  for (CLI::App* command : {accumulate.command, merge.command, convert.command}) command->fallthrough();  // -v/-q after the command
 
   try {
     app.parse(argc, argv);
@@ -198,52 +289,14 @@ int main(int argc, char** argv) {
   configure_logging(verbosity, quiet);
 
   return report_errors("oscar-calibrate", [&] {
-    require(model_request.model_path.empty() || dump_flags.request.dump_path.empty(), "--model",
-            "cannot be combined with --from-dump (the model is the input)");
-    if (accumulate->parsed()) {
-      require(!accumulate_flags.request.dump_path.empty(), "--from-dump", "required");
-      accumulate_request.input = accumulate_flags.finish(quiet);
-      accumulate_request.passes = pass == "1" ? calib::Passes::kFirst : pass == "2" ? calib::Passes::kSecond : calib::Passes::kBoth;
-      calib::run_accumulate(accumulate_request);
-    } else if (merge->parsed()) {
-      require(!merge_request.out_dir.empty() || !merge_request.state_out_path.empty(), "merge", "give --out and/or --state-out");
-      merge_request.fit = merge_fit_flags.finish();
-      merge_request.group_size = merge_fit_flags.group_size;
-      merge_request.options_record = options_record(*merge);
-      calib::run_merge(merge_request);
-    } else if (convert->parsed()) {
-      ProgressBar bar(!quiet);
-      io::convert_dump(convert_source, convert_destination, {}, [&](const io::ConvertProgress& p) {
-        bar.update(std::int64_t(p.chunks_done), std::int64_t(p.chunks_total), std::int64_t(p.chunks_done), "chunk",
-                   "layer " + std::to_string(p.layer_id));
-      });
-    } else if (fit_flags.method == "hadamard") {
-      require(!calibrate.out_dir.empty(), "--out", "required");
-      calib::HadamardRequest hadamard{num_layers, dump_flags.request.head_dim_hint, dump_flags.request.dump_path,
-                                      calibrate.out_dir, options_record(app)};
-      calib::run_hadamard(hadamard);
-    } else if (!model_request.model_path.empty()) {
-      require(!model_request.data_paths.empty(), "--data", "required with --model");
-      require(!calibrate.out_dir.empty(), "--out", "required");
-      require(calibrate.checkpoint_path.empty() && !calibrate.resume, "--checkpoint", "only works with --from-dump");
-      model_request.fit = fit_flags.finish();
-      model_request.out_dir = calibrate.out_dir;
-      model_request.group_size = fit_flags.group_size;
-      model_request.hash_inputs = calibrate.hash_inputs;
-      model_request.options_record = options_record(app);
-      model_request.decoder.dtype = model::parse_compute_dtype(model_dtype);
-      model_request.progress = !quiet;
-      pipeline::run_model_calibration(model_request);
+    if (accumulate.command->parsed()) {
+      run_accumulate_command(accumulate, quiet);
+    } else if (merge.command->parsed()) {
+      run_merge_command(merge);
+    } else if (convert.command->parsed()) {
+      run_convert_command(convert, quiet);
     } else {
-      require(!dump_flags.request.dump_path.empty(), "--from-dump", "required (or --model, or --method hadamard)");
-      require(!calibrate.out_dir.empty(), "--out", "required");
-      require(!calibrate.resume || !calibrate.checkpoint_path.empty(), "--resume", "needs --checkpoint");
-      require(calibrate.checkpoint_every_chunks == 0 || !calibrate.checkpoint_path.empty(), "--save-every", "needs --checkpoint");
-      calibrate.input = dump_flags.finish(quiet);
-      calibrate.fit = fit_flags.finish();
-      calibrate.group_size = fit_flags.group_size;
-      calibrate.options_record = options_record(app);
-      calib::run_calibrate(calibrate);
+      run_calibrate_command(app, calibrate, quiet);
     }
     return kExitOk;
   });

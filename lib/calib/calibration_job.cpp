@@ -120,6 +120,12 @@ void write_and_log(const std::string& out_dir, const std::vector<OutputFile>& ou
   for (const auto& output : outputs) spdlog::info("wrote {}", (fs::path(out_dir) / output.name).string());
 }
 
+/// What the merged statistics' problems are blamed on: the one state file, or the first and how many more.
+std::string merged_states_name(const std::vector<std::string>& paths) {
+  if (paths.size() == 1) return paths.front();
+  return paths.front() + " and " + std::to_string(paths.size() - 1) + " more merged state file(s)";
+}
+
 }  // namespace
 
 std::pair<int, int> parse_id_range(const std::string& spec, const std::string& option) {
@@ -252,8 +258,12 @@ void run_merge(const MergeRequest& request) {
         (needed.weighted_value && !merged.mask.weighted_value)) {
       throw InputError(request.state_paths.front() + ": states lack the statistics of --method " + request.fit.method);
     }
-    if (!request.allow_partial) merged.require_complete_dump();
-    outputs = fit_outputs(merged, layer_ids, request.fit);
+    try {
+      if (!request.allow_partial) merged.require_complete_dump();
+      outputs = fit_outputs(merged, layer_ids, request.fit);
+    } catch (const InputError& error) {  // says which layer and head; the files are the states together
+      throw InputError(merged_states_name(request.state_paths) + ": " + error.what());
+    }
   }
   // The merged state is staged next to its destination and renamed only once the rotations are written,
   // so a failure leaves neither behind.

@@ -387,6 +387,12 @@ TEST_F(CalibrateCliTest, TokenShardsTwoPassMergeToTheSingleRun) {
   }
   RunResult result = calibrate({"-q", "merge", path("p1a.h5"), path("p1b.h5"), "--state-out", path("query.h5")});
   ASSERT_EQ(result.exit_code, 0) << result.describe();
+  // Fitting from first passes alone is refused, blaming the state files and writing nothing.
+  result = calibrate({"-q", "merge", path("p1a.h5"), path("p1b.h5"), "--out", path("too_early")});
+  EXPECT_EQ(result.exit_code, 1) << result.describe();
+  EXPECT_EQ(result.err.rfind("oscar-calibrate: error: " + path("p1a.h5") + " and 1 more merged state file(s): layer 0 kv head 0: "
+                             "the sst pass covers 0 of 4 chunks", 0), 0u) << result.err;
+  EXPECT_FALSE(fs::exists(path("too_early")));
   for (const auto& [name, chunks] : std::vector<std::pair<std::string, std::string>>{{"p2a", "1:3"}, {"p2b", "3:5"}}) {
     result = calibrate({"-q", "accumulate", "--from-dump", dump, "--state", path(name + ".h5"), "--chunks", chunks,
                         "--pass", "2", "--query-state", path("query.h5")});

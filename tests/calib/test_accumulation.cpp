@@ -233,6 +233,21 @@ TEST(StateFile, MalformedFilesGiveInputErrorsNamingThem) {
   EXPECT_THROW(load_state(temp_path("missing_state.h5")), InputError);
 }
 
+TEST(StateFile, ChunkOutsideTheDumpLayoutIsAnError) {
+  test_support::MemoryDump dump(2, 2, 20, kGeometry, 16);
+  CalibrationState state = accumulate(dump, {}, kAll);
+  state.heads.at({1, 0}).second_pass_chunks.insert(1207);  // as a flipped byte in the file would
+  const std::string path = temp_path("state_foreign_chunk.h5");
+  save_state(path, state);
+  try {
+    load_state(path);
+    FAIL() << "expected InputError";
+  } catch (const InputError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              path + ": layer_1/kv_head_0: second_pass_chunks lists chunk 1207, which dump_layout lacks");
+  }
+}
+
 TEST(StateFile, ResumeFromCheckpointGivesTheSameBits) {
   test_support::MemoryDump dump(2, 3, 30, kGeometry, 8);
   const auto uninterrupted = accumulate(dump, {}, kAll);

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/progress_bar.h"
 #include "core/version.h"
+#include "command_line.h"
 #include "io/dump_convert.h"
 #include "linalg/composition.h"
 #include "model/decoder.h"
@@ -263,7 +264,7 @@ int main(int argc, char** argv) {
                "                  [--chat-template auto|chatml|llama3|none] [--device cpu|cuda] [--dtype float32|bfloat16]\n"
                "  oscar-calibrate --method hadamard --num-layers N --head-dim D --out DIR"};
   app.set_version_flag("--version", std::string("oscar-calibrate ") + kVersion);
-  app.set_config("--config", "", "Read options from a TOML file (keys are long option names)");
+  add_config_option(app);
   app.require_subcommand(0, 1);
   app.option_defaults()->always_capture_default();
   int verbosity = 0;
@@ -284,7 +285,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? kExitOk : kExitUsage;
+    return command_line_exit(app, error, "oscar-calibrate");
   }
   configure_logging(verbosity, quiet);
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "command_line.h"
 #include "core/error.h"
 #include "core/version.h"
 #include "io/int2_pack_file.h"
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? kExitOk : kExitUsage;
+    return command_line_exit(app, error, "oscar-int2");
   }
   return report_errors("oscar-int2", [&] {
     if (pack->parsed()) run_pack(pack_options);

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "command_line.h"
 #include "core/error.h"
 #include "core/progress_bar.h"
 #include "core/stopwatch.h"
@@ -201,7 +202,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? kExitOk : kExitUsage;
+    return command_line_exit(app, error, "oscar-model");
   }
   auto logger = spdlog::stderr_color_mt("oscar-model");  // stdout carries the results
   logger->set_pattern("%^%l%$: %v");

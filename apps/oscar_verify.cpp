@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/version.h"
+#include "command_line.h"
 #include "verify/verify_job.h"
 
 using namespace oscar;
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
                ": accuracy of a model with an INT2 KV cache (naive, Hadamard, OSCAR) against full precision.\n"
                "Exit status: 0 within budget, 1 budget exceeded, 2 bad input or command line."};
   app.set_version_flag("--version", std::string("oscar-verify ") + kVersion);
-  app.set_config("--config", "", "Read options from a TOML file (keys are long option names)");
+  add_config_option(app);
   verify::VerifyRequest request;
   std::string dtype = "float32", scale_dtype = "float16";
   double max_drop = -1, max_kl = -1;
@@ -82,7 +83,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? kWithinBudget : kBadInput;
+    return command_line_exit(app, error, "oscar-verify");
   }
   try {
     request.decoder.dtype = model::parse_compute_dtype(dtype);

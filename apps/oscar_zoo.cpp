@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "command_line.h"
 #include "core/error.h"
 #include "core/version.h"
 #include "io/rotation_gguf.h"
@@ -159,7 +160,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? kExitOk : kExitUsage;
+    return command_line_exit(app, error, "oscar-zoo");
   }
   return report_errors("oscar-zoo", [&] {
     if (inspect->parsed()) {

@@ -238,10 +238,29 @@ TEST_F(CalibrateCliTest, CheckerRejectsMismatchedRun) {
 
 TEST_F(CalibrateCliTest, ConfigFileSetsOptions) {
   const std::string config = path("calibrate.toml");
-  std::ofstream(config) << "method = \"ktk_vtv\"\ncomposition = \"br\"\ngranularity = \"kv-head\"\n";
+  // The [zoo] table is regenerate-zoo.sh's; the tool skips it.
+  std::ofstream(config) << "method = \"ktk_vtv\"\ncomposition = \"br\"\ngranularity = \"kv-head\"\n"
+                           "[zoo]\nentry = \"x\"\nverify = [\"--limit\", \"4\"]\n";
   const std::string out = calibrate_ok("out", {"--config", config});
   expect_checker_passes({"--dump", base_dump(), "--out", out, "--method", "ktk_vtv", "--composition", "br",
                          "--granularity", "kv-head"});
+}
+
+TEST_F(CalibrateCliTest, ConfigFileWithAnUnknownKeyOrTableIsRefused) {
+  // A misspelt key would otherwise leave its option at the default without a word.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"method = \"ktk_vtv\"\ncompostion = \"br\"\n", "unknown key 'compostion' (keys are long option names; see --help)"},
+      {"[merge]\nallow-partial = true\nstate_out = \"m.h5\"\n", "unknown key 'merge.state_out' (keys are long option names; see --help)"},
+      {"[calibrate]\nmethod = \"ktk_vtv\"\n", "unknown table [calibrate] (tables are subcommand names; see --help)"},
+  };
+  for (const auto& [text, problem] : cases) {
+    const std::string config = path("misspelt.toml"), out = path("out");
+    std::ofstream(config) << text;
+    const RunResult result = calibrate({"--from-dump", base_dump(), "--config", config, "--out", out});
+    EXPECT_EQ(result.exit_code, 2) << result.describe();
+    EXPECT_EQ(result.err, "oscar-calibrate: error: " + config + ": " + problem + "\n") << text;
+    EXPECT_FALSE(fs::exists(out)) << text;
+  }
 }
 
 TEST_F(CalibrateCliTest, ThreadCountDoesNotChangeRotations) {

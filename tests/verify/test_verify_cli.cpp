@@ -105,6 +105,24 @@ TEST(VerifyCli, BadInputExitsTwoWithOneLineAndNoReport) {
   EXPECT_EQ(verify(dir, "--methods naive --sink 7 --eval " + shell_quote(kSample)).status, 2);
 }
 
+TEST(VerifyCli, ConfigFileSetsOptionsAndRefusesUnknownKeys) {
+  TempDir dir;
+  const std::string config = dir / "verify.toml", report = dir / "r.json";
+  std::ofstream(config) << "methods = \"fp\"\neval = [\"" << kArc << "\"]\nlimit = 3\nreport = \"" << report << "\"\n";
+  const VerifyRun run = verify(dir, "--config " + shell_quote(config));
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json written = read_json(report);
+  ASSERT_EQ(written["summary"].size(), 1U);
+  EXPECT_EQ(summary_of(written, "fp")["multiple_choice"]["questions"].get<int>(), 3);
+
+  fs::remove(report);
+  std::ofstream(config, std::ios::app) << "max-kll = 0.5\n";
+  const VerifyRun misspelt = verify(dir, "--config " + shell_quote(config));
+  EXPECT_EQ(misspelt.status, 2);
+  EXPECT_EQ(misspelt.err, "oscar-verify: error: " + config + ": unknown key 'max-kll' (keys are long option names; see --help)\n");
+  EXPECT_FALSE(fs::exists(report));
+}
+
 TEST(VerifyCli, GeneratedAnswersAreReproducible) {
   TempDir dir;
   const std::string arguments = "--methods fp,naive --sink 8 --recent 16 --generate 6 --limit 3 --eval " + shell_quote(kArc);

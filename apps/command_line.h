@@ -58,6 +58,22 @@ inline void add_config_option(CLI::App& app) {
   app.allow_config_extras(CLI::config_extras_mode::error);
 }
 
+/// A validator for numeric options, in place of CLI11's PositiveNumber and NonNegativeNumber, whose messages
+/// spell out the range up to DBL_MAX: "--tokens: expected a number > 0, got '-5'".
+inline CLI::Validator number_validator(bool allow_zero) {
+  const std::string expected = allow_zero ? "a number >= 0" : "a number > 0";
+  return CLI::Validator(
+      [allow_zero, expected](std::string& input) -> std::string {
+        double value = 0;
+        const bool number = CLI::detail::lexical_cast(input, value);
+        if (number && (allow_zero ? value >= 0 : value > 0)) return std::string();
+        return "expected " + expected + ", got '" + input + "'";
+      },
+      allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+inline const CLI::Validator kPositiveNumber = number_validator(false);
+inline const CLI::Validator kNonNegativeNumber = number_validator(true);
+
 /// The exit status for a command line CLI11 refused (0 for --help and --version), after printing why; a
 /// --config file's problem is one line naming the file.
 inline int command_line_exit(const CLI::App& app, const CLI::ParseError& error, const char* tool) {

@@ -130,19 +130,19 @@ void add_calibrate_options(CLI::App& app, CalibrateCommand& c) {
   app.add_option("--data", model_run.data_paths,
                  "Calibration data (with --model): text files, JSONL (\"text\" or \"messages\"), GPQA/MMLU CSV, ARC JSONL");
   app.add_option("--tokens", model_run.budget.max_tokens, "Calibration tokens in total, generated ones included (with --model)")
-      ->check(CLI::PositiveNumber);
+      ->check(oscar::kPositiveNumber);
   app.add_option("--max-prompts", model_run.budget.max_prompts, "Use at most N prompts of --data (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(oscar::kNonNegativeNumber);
   app.add_option("--seq-len", model_run.budget.seq_len,
                  "Tokens per sequence: text is cut into windows, prompts truncated (0: the model's context, at most 4096)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(oscar::kNonNegativeNumber);
   app.add_option("--generate", model_run.generate_tokens, "Append N greedy model-generated tokens to every prompt and capture them too")
-      ->check(CLI::NonNegativeNumber);
+      ->check(oscar::kNonNegativeNumber);
   app.add_option("--chat-template", model_run.chat_template, "Chat template for prompts: auto (from the tokenizer), chatml, llama3, none")
       ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}));
   app.add_option("--device", model_run.decoder.device, "cpu or cuda[:N] (CUDA needs a LibTorch build with it)");
   app.add_option("--dtype", c.model_dtype, "Model compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}));
-  app.add_option("--batch", model_run.batch_size, "Sequences per forward (with --model)")->check(CLI::PositiveNumber);
+  app.add_option("--batch", model_run.batch_size, "Sequences per forward (with --model)")->check(oscar::kPositiveNumber);
   app.add_option("--dump", model_run.dump_path, "Also write the captured activations as an HDF5 dump (with --model)");
 }
 

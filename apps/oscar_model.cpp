@@ -161,8 +161,8 @@ int main(int argc, char** argv) {
   add_model_options(*generate, generate_flags, true);
   GenerateFlags generate_options;
   generate->add_option("--prompt", generate_options.prompt, "Prompt text")->required();
-  generate->add_option("--max-tokens", generate_options.max_tokens, "Tokens to generate")->check(CLI::PositiveNumber)->capture_default_str();
-  generate->add_option("--temperature", generate_options.sampling.temperature, "0: greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
+  generate->add_option("--max-tokens", generate_options.max_tokens, "Tokens to generate")->check(oscar::kPositiveNumber)->capture_default_str();
+  generate->add_option("--temperature", generate_options.sampling.temperature, "0: greedy")->check(oscar::kNonNegativeNumber)->capture_default_str();
   generate->add_option("--top-p", generate_options.sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   generate->add_option("--seed", generate_options.sampling.seed, "Sampling seed")->capture_default_str();
   generate->add_option("--chat-template", generate_options.chat_template, "auto, chatml, llama3 or none (raw prompt)")
@@ -174,10 +174,10 @@ int main(int argc, char** argv) {
   int seq_len = 0, stride = 0;
   std::int64_t max_tokens = 0;
   perplexity->add_option("--text", text_path, "Text file")->required();
-  perplexity->add_option("--seq-len", seq_len, "Window length (default: the model's context)")->check(CLI::NonNegativeNumber);
+  perplexity->add_option("--seq-len", seq_len, "Window length (default: the model's context)")->check(oscar::kNonNegativeNumber);
   perplexity->add_option("--stride", stride, "Window step; only new tokens are scored (default: half the window; = --seq-len for disjoint windows)")
-      ->check(CLI::NonNegativeNumber);
-  perplexity->add_option("--max-tokens", max_tokens, "Score at most N tokens (0: all)")->check(CLI::NonNegativeNumber);
+      ->check(oscar::kNonNegativeNumber);
+  perplexity->add_option("--max-tokens", max_tokens, "Score at most N tokens (0: all)")->check(oscar::kNonNegativeNumber);
 
   CLI::App* tokenize = app.add_subcommand("tokenize", "Print token ids and pieces of a text");
   add_model_options(*tokenize, tokenize_flags, false);
@@ -193,10 +193,10 @@ int main(int argc, char** argv) {
   bench->add_option("--random", bench_options.random_geometry, "Random weights of a named geometry instead: qwen3-0.6b, qwen3-8b, llama-3.1-8b");
   bench->add_option("--device", bench_flags.device, "cpu or cuda[:N]");
   bench->add_option("--dtype", bench_flags.dtype, "Compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}));
-  bench->add_option("--sequences", bench_options.options.sequences, "Sequences")->check(CLI::PositiveNumber)->capture_default_str();
-  bench->add_option("--seq-len", bench_options.options.seq_len, "Tokens per sequence")->check(CLI::PositiveNumber)->capture_default_str();
-  bench->add_option("--batch", bench_options.options.batch_size, "Sequences per forward")->check(CLI::PositiveNumber)->capture_default_str();
-  bench->add_option("--decode-tokens", bench_options.options.decode_tokens, "Decode steps")->check(CLI::PositiveNumber)->capture_default_str();
+  bench->add_option("--sequences", bench_options.options.sequences, "Sequences")->check(oscar::kPositiveNumber)->capture_default_str();
+  bench->add_option("--seq-len", bench_options.options.seq_len, "Tokens per sequence")->check(oscar::kPositiveNumber)->capture_default_str();
+  bench->add_option("--batch", bench_options.options.batch_size, "Sequences per forward")->check(oscar::kPositiveNumber)->capture_default_str();
+  bench->add_option("--decode-tokens", bench_options.options.decode_tokens, "Decode steps")->check(oscar::kPositiveNumber)->capture_default_str();
   for (CLI::App* command : {info, generate, perplexity, tokenize, bench}) command->fallthrough();
 
   try {

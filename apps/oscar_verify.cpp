@@ -51,20 +51,20 @@ int main(int argc, char** argv) {
   app.add_option("--k-clip", request.cache.key_clip, "Key clip ratio (0 disables)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--v-clip", request.cache.value_clip, "Value clip ratio (0 disables)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--scale-dtype", scale_dtype, "INT2 scale/zero storage")->check(CLI::IsMember({"float16", "float32"}))->capture_default_str();
-  app.add_option("--limit", request.evaluation.limit, "Questions per multiple-choice file (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--limit", request.evaluation.limit, "Questions per multiple-choice file (0: all)")->check(oscar::kNonNegativeNumber);
   app.add_option("--window", request.evaluation.window, "Text window in tokens (capped at the model's context)")
       ->check(CLI::Range(2, 1 << 30))->capture_default_str();
   app.add_option("--skip-tokens", request.evaluation.skip_tokens, "Text: skip the first N tokens of each file (those calibration read)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-tokens", request.evaluation.max_text_tokens, "Text: at most N tokens per file (0: all)")->check(CLI::NonNegativeNumber);
+      ->check(oscar::kNonNegativeNumber);
+  app.add_option("--max-tokens", request.evaluation.max_text_tokens, "Text: at most N tokens per file (0: all)")->check(oscar::kNonNegativeNumber);
   app.add_option("--generate", request.evaluation.generate_tokens, "Answer by generating N tokens (regex 'Answer: X') instead of log-likelihood")
-      ->check(CLI::NonNegativeNumber);
+      ->check(oscar::kNonNegativeNumber);
   app.add_option("--temperature", request.evaluation.sampling.temperature, "Sampling temperature for --generate (0: greedy)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(oscar::kNonNegativeNumber)->capture_default_str();
   app.add_option("--top-p", request.evaluation.sampling.top_p, "Nucleus mass for --generate")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--seed", request.summary.seed, "Seed of sampling and of the bootstrap")->capture_default_str();
   app.add_option("--bootstrap", request.summary.bootstrap_resamples, "Paired-bootstrap resamples for the drop's 95% interval")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(oscar::kNonNegativeNumber)->capture_default_str();
   app.add_option("--chat-template", request.chat_template, "auto, chatml, llama3 or none")
       ->check(CLI::IsMember({"auto", "chatml", "llama3", "none"}))->capture_default_str();
   app.add_option("--device", request.decoder.device, "cpu or cuda (the model on the GPU, the INT2 cache in the CUDA runtime)")->capture_default_str();
@@ -72,9 +72,9 @@ int main(int argc, char** argv) {
                  "With --device cuda: the decode kernels (tensor-cores: not yet the default, see docs/PERFORMANCE.md)")
       ->check(CLI::IsMember({"cuda-cores", "tensor-cores"}))->capture_default_str();
   app.add_option("--dtype", dtype, "Compute dtype")->check(CLI::IsMember({"float32", "bfloat16"}))->capture_default_str();
-  app.add_option("--threads", request.cache.threads, "Threads of the INT2 attention")->check(CLI::PositiveNumber);
-  app.add_option("--max-drop", max_drop, "Budget: largest accuracy drop of oscar vs fp, in points")->check(CLI::NonNegativeNumber);
-  app.add_option("--max-kl", max_kl, "Budget: largest mean KL(fp || oscar) per token, in nats")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", request.cache.threads, "Threads of the INT2 attention")->check(oscar::kPositiveNumber);
+  app.add_option("--max-drop", max_drop, "Budget: largest accuracy drop of oscar vs fp, in points")->check(oscar::kNonNegativeNumber);
+  app.add_option("--max-kl", max_kl, "Budget: largest mean KL(fp || oscar) per token, in nats")->check(oscar::kNonNegativeNumber);
   app.add_option("--report", request.report_path, "Write the JSON report here");
   app.add_option("--markdown", request.markdown_path, "Write the Markdown report here");
   app.add_flag("-q,--quiet", request.quiet, "No progress bar");

@@ -17,6 +17,7 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -307,6 +308,17 @@ TEST_F(CalibrateCliTest, UnknownOptionIsUsageError) {
 TEST_F(CalibrateCliTest, UnknownMethodIsUsageError) {
   const RunResult result = calibrate({"--from-dump", base_dump(), "--out", path("out"), "--method", "nope"});
   EXPECT_EQ(result.exit_code, 2) << result.describe();
+}
+
+TEST_F(CalibrateCliTest, OutOfRangeNumberSaysWhatItExpected) {
+  for (const auto& [option, value, expected] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"--tokens", "-5", "a number > 0"}, {"--tokens", "abc", "a number > 0"}, {"--max-prompts", "-1", "a number >= 0"}}) {
+    const RunResult result = calibrate({"--model", "m.bin", "--data", "d.txt", "--out", path("out"), option, value});
+    EXPECT_EQ(result.exit_code, 2) << result.describe();
+    const std::vector<std::string> lines = lines_of(result.err);
+    ASSERT_FALSE(lines.empty()) << result.describe();
+    EXPECT_EQ(lines[0], option + ": expected " + expected + ", got '" + value + "'");
+  }
 }
 
 // ------------------------------------------------------------------------------------ malformed inputs

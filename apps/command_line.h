@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <istream>
 #include <memory>
@@ -15,9 +16,9 @@
 
 namespace oscar {
 
-/// A --config file: keys are long option names, and a key no option has is an error, so a misspelt key
-/// cannot silently leave its option at the default. The [zoo] table belongs to scripts/regenerate-zoo.sh
-/// and is skipped.
+/// A --config file: keys are long option names (or one-letter short ones, as CLI11 allows), and a key no
+/// option has is an error, so a misspelt key cannot silently leave its option at the default. The [zoo] table
+/// belongs to scripts/regenerate-zoo.sh and is skipped.
 class ToolConfigFile : public CLI::ConfigTOML {
  public:
   explicit ToolConfigFile(const CLI::App* app) : app_(app) {}
@@ -43,7 +44,8 @@ class ToolConfigFile : public CLI::ConfigTOML {
       }
     }
     if (item.name == "++" || item.name == "--") return;
-    if (scope->get_option_no_throw("--" + item.name) == nullptr && scope->get_option_no_throw(item.name) == nullptr) {
+    const bool short_name = item.name.size() == 1 && scope->get_option_no_throw("-" + item.name) != nullptr;
+    if (!short_name && scope->get_option_no_throw("--" + item.name) == nullptr && scope->get_option_no_throw(item.name) == nullptr) {
       throw CLI::ConfigError("unknown key '" + item.fullname() + "' (keys are long option names; see --help)");
     }
   }
@@ -61,12 +63,12 @@ inline void add_config_option(CLI::App& app) {
 /// A validator for numeric options, in place of CLI11's PositiveNumber and NonNegativeNumber, whose messages
 /// spell out the range up to DBL_MAX: "--tokens: expected a number > 0, got '-5'".
 inline CLI::Validator number_validator(bool allow_zero) {
-  const std::string expected = allow_zero ? "a number >= 0" : "a number > 0";
+  const std::string expected = allow_zero ? "a finite number >= 0" : "a finite number > 0";
   return CLI::Validator(
       [allow_zero, expected](std::string& input) -> std::string {
         double value = 0;
         const bool number = CLI::detail::lexical_cast(input, value);
-        if (number && (allow_zero ? value >= 0 : value > 0)) return std::string();
+        if (number && std::isfinite(value) && (allow_zero ? value >= 0 : value > 0)) return std::string();
         return "expected " + expected + ", got '" + input + "'";
       },
       allow_zero ? "NONNEGATIVE" : "POSITIVE");

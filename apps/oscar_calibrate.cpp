@@ -150,7 +150,6 @@ void run_calibrate_command(const CLI::App& app, CalibrateCommand& c, bool quiet)
   calib::CalibrateRequest& calibrate = c.calibrate;
   pipeline::ModelCalibrationRequest& model_run = c.model_request;
   const calib::DumpRequest& dump = c.dump_flags.request;
-  require(model_run.model_path.empty() || dump.dump_path.empty(), "--model", "cannot be combined with --from-dump (the model is the input)");
   if (c.fit_flags.method == "hadamard") {
     require(!calibrate.out_dir.empty(), "--out", "required");
     calib::run_hadamard({c.num_layers, dump.head_dim_hint, dump.dump_path, calibrate.out_dir, options_record(app)});
@@ -290,6 +289,8 @@ int main(int argc, char** argv) {
   configure_logging(verbosity, quiet);
 
   return report_errors("oscar-calibrate", [&] {
+    require(calibrate.model_request.model_path.empty() || calibrate.dump_flags.request.dump_path.empty(), "--model",
+            "cannot be combined with --from-dump (the model is the input)");
     if (accumulate.command->parsed()) {
       run_accumulate_command(accumulate, quiet);
     } else if (merge.command->parsed()) {

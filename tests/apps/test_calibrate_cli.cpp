@@ -312,7 +312,8 @@ TEST_F(CalibrateCliTest, UnknownMethodIsUsageError) {
 
 TEST_F(CalibrateCliTest, OutOfRangeNumberSaysWhatItExpected) {
   for (const auto& [option, value, expected] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"--tokens", "-5", "a number > 0"}, {"--tokens", "abc", "a number > 0"}, {"--max-prompts", "-1", "a number >= 0"}}) {
+           {"--tokens", "-5", "a finite number > 0"}, {"--tokens", "abc", "a finite number > 0"},
+           {"--max-prompts", "-1", "a finite number >= 0"}, {"--max-prompts", "inf", "a finite number >= 0"}}) {
     const RunResult result = calibrate({"--model", "m.bin", "--data", "d.txt", "--out", path("out"), option, value});
     EXPECT_EQ(result.exit_code, 2) << result.describe();
     const std::vector<std::string> lines = lines_of(result.err);

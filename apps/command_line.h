@@ -61,7 +61,7 @@ inline void add_config_option(CLI::App& app) {
 }
 
 /// A validator for numeric options, in place of CLI11's PositiveNumber and NonNegativeNumber, whose messages
-/// spell out the range up to DBL_MAX: "--tokens: expected a number > 0, got '-5'".
+/// spell out the range up to DBL_MAX: "--tokens: expected a finite number > 0, got '-5'".
 inline CLI::Validator number_validator(bool allow_zero) {
   const std::string expected = allow_zero ? "a finite number >= 0" : "a finite number > 0";
   return CLI::Validator(

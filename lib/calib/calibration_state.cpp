@@ -29,10 +29,30 @@ void CalibrationState::require_complete_layer(int layer_id) const {
   }
 }
 
+std::map<int, std::set<int>> CalibrationState::chunks_by_layer() const {
+  std::map<int, std::set<int>> chunks;
+  for (const DumpChunk& chunk : dump_layout) chunks[chunk.layer_id].insert(chunk.chunk_id);
+  return chunks;
+}
+
+void CalibrationState::require_chunks_in_layout() const {
+  std::map<int, std::set<int>> layout = chunks_by_layer();
+  for (const auto& [key, head] : heads) {
+    const std::set<int>& layer_chunks = layout[key.first];
+    const auto check = [&](const char* name, const std::set<int>& chunks) {
+      for (int chunk : chunks) {
+        if (layer_chunks.count(chunk)) continue;
+        throw InputError("layer_" + std::to_string(key.first) + "/kv_head_" + std::to_string(key.second) + ": " + name +
+                         " lists chunk " + std::to_string(chunk) + ", which dump_layout lacks");
+      }
+    };
+    check("first_pass_chunks", head.first_pass_chunks);
+    check("second_pass_chunks", head.second_pass_chunks);
+  }
+}
+
 void CalibrationState::require_complete_dump() const {
-  std::map<int, std::set<int>> chunks_of_layer;
-  for (const DumpChunk& chunk : dump_layout) chunks_of_layer[chunk.layer_id].insert(chunk.chunk_id);
-  for (const auto& [layer_id, chunks] : chunks_of_layer) {
+  for (const auto& [layer_id, chunks] : chunks_by_layer()) {
     require_complete_layer(layer_id);
     for (int kv_head = 0; kv_head < geometry.num_kv_heads; ++kv_head) {
       const HeadStatistics& head = heads.at({layer_id, kv_head});

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +57,11 @@ struct CalibrationState {
   /// Throws InputError unless the statistics cover every chunk of every layer of dump_layout, in every
   /// pass the mask needs: what a merge must check before it fits rotations for a whole model.
   void require_complete_dump() const;
+  /// Throws InputError("layer_L/kv_head_H: ...") unless every chunk a head lists as accumulated is a chunk
+  /// of its layer in dump_layout: what a state read back from a file must satisfy.
+  void require_chunks_in_layout() const;
+  /// The chunk ids of each layer in dump_layout.
+  std::map<int, std::set<int>> chunks_by_layer() const;
   /// Sequences (prompts) in the chunks of the layer that the first pass of its KV head 0 covered.
   std::int64_t sequences_in_layer(int layer_id) const;
 };

@@ -110,7 +110,7 @@ void first_pass(const io::ActivationDump& dump, const AccumulationOptions& optio
 }
 
 /// Fixes C̄_Q of every head before the second pass; a resumed pass must find the same matrix.
-void prepare_second_pass(const AccumulationOptions& options, CalibrationState& state, int layer_id,
+void prepare_second_pass(const AccumulationOptions& options, int layer_id,
                          const std::vector<HeadStatistics*>& heads, int group_size) {
   for (std::size_t h = 0; h < heads.size(); ++h) {
     const int kv_head = options.kv_head_offset + int(h);
@@ -137,7 +137,7 @@ void second_pass(const io::ActivationDump& dump, const AccumulationOptions& opti
                  int layer_id, StepCounter& steps) {
   const auto& geometry = dump.geometry();
   const auto heads = layer_heads(state, layer_id, geometry.num_kv_heads, options.kv_head_offset);
-  prepare_second_pass(options, state, layer_id, heads, geometry.num_q_heads / geometry.num_kv_heads);
+  prepare_second_pass(options, layer_id, heads, geometry.num_q_heads / geometry.num_kv_heads);
   for (int chunk_id : pending_chunks(dump, options, layer_id, heads, 2, steps)) {
     const HostTensor key = dump.read(layer_id, chunk_id, Projection::kKey);
     const HostTensor value = dump.read(layer_id, chunk_id, Projection::kValue);

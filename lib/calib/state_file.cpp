@@ -5,9 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <regex>
-#include <set>
 
 #include "core/error.h"
 #include "core/version.h"
@@ -212,24 +210,6 @@ void read_root(const H5::H5File& file, CalibrationState& state) {
   state.dump_layout = read_layout(file);
 }
 
-/// Every chunk a head lists as accumulated must be a chunk of its layer in the file's own dump layout.
-void require_chunks_in_layout(const CalibrationState& state) {
-  std::map<int, std::set<int>> chunks_of_layer;
-  for (const DumpChunk& chunk : state.dump_layout) chunks_of_layer[chunk.layer_id].insert(chunk.chunk_id);
-  for (const auto& [key, head] : state.heads) {
-    const std::set<int>& layer_chunks = chunks_of_layer[key.first];
-    const auto check = [&](const char* name, const std::set<int>& chunks) {
-      for (int chunk : chunks) {
-        if (layer_chunks.count(chunk)) continue;
-        throw InputError("layer_" + std::to_string(key.first) + "/kv_head_" + std::to_string(key.second) + ": " + name +
-                         " lists chunk " + std::to_string(chunk) + ", which dump_layout lacks");
-      }
-    };
-    check("first_pass_chunks", head.first_pass_chunks);
-    check("second_pass_chunks", head.second_pass_chunks);
-  }
-}
-
 }  // namespace
 
 void save_state(const std::string& path, const CalibrationState& state) {
@@ -281,7 +261,7 @@ CalibrationState load_state(const std::string& path) {
             read_head(layer_group.openGroup(head), state.mask, state.geometry.head_dim);
       }
     }
-    require_chunks_in_layout(state);
+    state.require_chunks_in_layout();
   } catch (const H5::Exception& error) {
     throw InputError(path + ": malformed state file: " + error.getDetailMsg());
   } catch (const std::exception& error) {  // InputError from the checks, std::out_of_range from stol

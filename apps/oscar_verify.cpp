@@ -24,6 +24,7 @@ namespace {
 constexpr int kWithinBudget = 0;
 constexpr int kOverBudget = 1;
 constexpr int kBadInput = 2;
+static_assert(kWithinBudget == kExitOk && kBadInput == kExitUsage, "command_line_exit returns the shared codes for --help and a bad command line");
 
 }  // namespace
 
